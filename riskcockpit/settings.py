@@ -1,0 +1,204 @@
+"""Settings: readable YAML in a config folder, validated by pydantic, overridable by environment.
+
+Precedence (highest first): command-line flags, environment variables, ``riskcockpit.yaml``.
+``RISKCOCKPIT_CONFIG_DIR`` points every command at another folder. Single settings are
+overridden with ``RISKCOCKPIT_<SECTION>__<FIELD>`` (e.g. ``RISKCOCKPIT_SINK__BATCH_SIZE=2000``),
+plus three short names operators expect: ``RISKCOCKPIT_KAFKA`` (bootstrap servers),
+``RISKCOCKPIT_CLICKHOUSE_URL`` and ``RISKCOCKPIT_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
+SETTINGS_FILE = "riskcockpit.yaml"
+ENV_PREFIX = "RISKCOCKPIT_"
+# Short names kept because they are what an operator types first; each maps to one nested field.
+ENV_ALIASES = {
+    "RISKCOCKPIT_KAFKA": ("kafka", "bootstrap"),
+    "RISKCOCKPIT_CLICKHOUSE_URL": ("store", "url"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as ``file: field: what is wrong``."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap: str | None = Field(
+        None, description="host:port[,host:port] of an existing cluster; empty runs the embedded broker"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    partitions: int = Field(4, ge=1, le=1024)
+    heap: str = Field("768m", pattern=r"^\d+[kmg]$")
+
+    @property
+    def servers(self) -> str:
+        return self.bootstrap or f"{self.host}:{self.port}"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.bootstrap
+
+
+class StoreSettings(_Section):
+    url: str | None = Field(None, description="http(s)://user:pass@host:8123/db of a ClickHouse server")
+    database: str = Field("riskcockpit", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.url
+
+
+class WorkerSettings(_Section):
+    app_id: str = "riskcockpit"
+    max_record_bytes: int = Field(65536, ge=1024)
+    web_port: int | None = Field(None, description="Faust's own web/metrics port; empty disables it")
+
+
+class SinkSettings(_Section):
+    group_id: str = "riskcockpit-sink"
+    batch_size: int = Field(5000, ge=1)
+    max_wait_ms: int = Field(500, ge=10)
+
+
+class CockpitSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8050, ge=1, le=65535)
+    refresh_seconds: float = Field(2.0, gt=0)
+    language: Literal["en", "zh"] = "en"
+    table_rows: int = Field(200, ge=1, le=5000)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class GeneratorSettings(_Section):
+    rate: float = Field(200.0, gt=0)
+    accounts: int = Field(5000, ge=10)
+    fraud_share: float = Field(0.01, ge=0, le=0.5)
+    seed: int = 7
+
+
+class Settings(_Section):
+
+    data_dir: Path = Field(Path(".data"), description="broker data, embedded store, pid files")
+    kafka: KafkaSettings = KafkaSettings()
+    store: StoreSettings = StoreSettings()
+    worker: WorkerSettings = WorkerSettings()
+    sink: SinkSettings = SinkSettings()
+    cockpit: CockpitSettings = CockpitSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    config_dir: Path = Field(DEFAULT_CONFIG_DIR, exclude=True)
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.data_dir / "chdb").resolve()
+
+    @property
+    def kafka_dir(self) -> Path:
+        return (self.data_dir / "kafka").resolve()
+
+
+def config_dir(explicit: str | os.PathLike | None = None) -> Path:
+    chosen = explicit or os.environ.get("RISKCOCKPIT_CONFIG_DIR") or DEFAULT_CONFIG_DIR
+    path = Path(chosen).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"{path}: config folder not found (from --config-dir or RISKCOCKPIT_CONFIG_DIR)")
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse one YAML mapping; syntax errors name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def describe_errors(source: str, errors: list[dict]) -> str:
+    """Alertmanager-style lines: ``source: dotted.field: message (got value)``."""
+    lines = []
+    for err in errors:
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        lines.append(f"{source}: {field}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def environment_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Nested settings from ``RISKCOCKPIT_<SECTION>__<FIELD>`` and the short names, keyed by variable."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, tuple[str, ...]] = {}
+    for name in environ:
+        if name in ENV_ALIASES:
+            found[name] = ENV_ALIASES[name]
+        elif name == "RISKCOCKPIT_DATA_DIR":
+            found[name] = ("data_dir",)
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            found[name] = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+    return {name: {"path": path, "value": environ[name]} for name, path in found.items() if environ[name] != ""}
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        node = data.get(part)
+        data[part] = node = dict(node) if isinstance(node, dict) else {}
+        data = node
+    data[path[-1]] = value
+
+
+def load_settings(config_dir_arg: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Load ``riskcockpit.yaml`` from the config folder, then environment, then ``overrides``.
+
+    ``overrides`` are dotted ``section.field`` values from command-line flags; ``None`` is ignored.
+    """
+    folder = config_dir(config_dir_arg)
+    path = folder / SETTINGS_FILE
+    data = {**read_yaml(path), "config_dir": folder}
+    try:
+        Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(str(path), exc.errors())) from None
+    by_path = {}
+    for name, item in environment_overrides().items():
+        _set(data, item["path"], item["value"])
+        by_path[item["path"]] = name
+    for dotted, value in overrides.items():
+        if value is not None:
+            _set(data, tuple(dotted.split(".")), value)
+            by_path[tuple(dotted.split("."))] = f"--{dotted.split('.')[-1].replace('_', '-')}"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            describe_errors(by_path.get(tuple(str(p) for p in err["loc"]), str(path)), [err])
+            for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
