@@ -1,0 +1,6 @@
+"""The risk indicator library: every family module registers its indicators on import."""
+
+from indicators import aml, amount, card_testing, novelty, timing, velocity  # noqa: F401
+from indicators.base import REGISTRY, Indicator, Signal
+
+__all__ = ["REGISTRY", "Indicator", "Signal"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from typing import Annotated, Any, Literal
@@ -98,7 +99,7 @@ class Transaction(BaseModel):
     def _ip(cls, value: str | None) -> str | None:
         return None if value is None else str(ip_address(value))
 
-    @property
+    @cached_property
     def ts_ms(self) -> int:
         return int(self.ts.timestamp() * 1000)
 

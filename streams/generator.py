@@ -58,13 +58,18 @@ Injected scenarios (why each looks like the fraud it mimics)
     beneficiaries.
 
 Scenarios start at random normal-traffic moments, with a per-arrival start
-probability chosen so that, in steady state, ``fraud_share`` of all
-transactions belong to scenarios. Their transactions are scheduled strictly
-after the start moment and merged into the stream through a heap, so the whole
-stream stays in event-time order. Note that slow scenarios (structuring spans
-hours, mule about an hour of event time) are only partly visible in short
-windows of a high-rate stream; the realised share converges to ``fraud_share``
-over windows longer than a few hours of event time.
+probability chosen so that ``fraud_share`` of all transactions belong to
+scenarios. Their transactions are scheduled strictly after the start moment
+and merged into the stream through a heap, so the whole stream stays in
+event-time order. The stream is treated as a window onto an ongoing process:
+incidents that would have started before ``start`` (up to each scenario's
+maximum span) are simulated too and their not-yet-due transactions are
+emitted, so slow scenarios (structuring spans hours, mule about an hour) are
+present from the first transaction and the fraud share is on target from the
+beginning, whatever the rate. Consequently an incident may be seen only
+partially at the start of the stream (e.g. a mule's fan-out without its
+fan-in). Normal transactions follow the Poisson arrival process exactly;
+scenario transactions are extra, interleaved arrivals.
 
 The module is pure Python (stdlib ``random.Random``) and holds no Kafka code;
 ``pace`` throttles any iterable to a wall-clock rate for live replay.
@@ -501,22 +506,22 @@ class SyntheticStream:
             # and the fraud share far below target for the first hours.
             kinds = self._kinds
             lam = rate * p_start / len(kinds)
+            state.keep_from = 0.0
             for kind in kinds:
                 t0 = -_MAX_SPAN[kind]
                 while True:
                     t0 += expo(lam)
                     if t0 >= 0.0:
                         break
+                    numbers = dict(state.incident_no)
                     txs = state.start_kind(t0, kind)
-                    kept = 0
+                    if not txs:
+                        # Nothing left to emit: keep incident numbers dense.
+                        state.incident_no = numbers
                     for t_s, payload in txs:
-                        if t_s >= 0.0:
-                            seq += 1
-                            kept += 1
-                            heappush(heap, (t_s, seq, payload))
-                    if not kept and txs:
-                        # Keep incident numbers dense over what is actually emitted.
-                        state.incident_no[txs[0][1]["attributes"]["scenario"]] -= 1
+                        seq += 1
+                        heappush(heap, (t_s, seq, payload))
+            state.keep_from = -math.inf
 
         last_sec = None
         prefix = ""
@@ -676,6 +681,8 @@ class _ScenarioState:
         rng.shuffle(dormant)
         self.dormant_queue = dormant
         self.dormant_pos = 0
+        # Transactions due before this are not built (warm start discards them).
+        self.keep_from = -math.inf
 
     # ---- helpers
     def fresh_cp(self) -> str:
@@ -726,7 +733,11 @@ class _ScenarioState:
         typical = p.typical_amount
         out = []
         t = t0 + rng.uniform(5.0, 60.0)
+        keep = self.keep_from
         for _ in range(rng.randint(4, 8)):
+            if t < keep:
+                t += rng.uniform(5.0, 40.0)
+                continue
             lat, lon = self.jitter(rng, clat, clon)
             out.append((t, {
                 "account_id": p.account_id,
@@ -755,7 +766,11 @@ class _ScenarioState:
         payees = [self.fresh_cp() for _ in range(rng.randint(1, 3))]
         out = []
         t = t0 + rng.uniform(30.0, 600.0)
+        keep = self.keep_from
         for _ in range(rng.randint(4, 7)):
+            if t < keep:
+                t += rng.uniform(600.0, 3600.0)
+                continue
             lat, lon = self.jitter(rng, p.lat, p.lon)
             amount = round(REPORTING_THRESHOLD * rng.uniform(0.90, 0.99), 2)
             if cash:
@@ -802,7 +817,11 @@ class _ScenarioState:
         ip = _ip(rng, FOREIGN_IP_OCTETS)
         out = []
         t = t0 + rng.uniform(1.0, 30.0)
+        keep = self.keep_from
         for k in range(n):
+            if t < keep:
+                t += rng.uniform(2.0, 20.0)
+                continue
             lat, lon = self.jitter(rng, clat, clon)
             out.append((t, {
                 "account_id": p.account_id,
@@ -831,9 +850,14 @@ class _ScenarioState:
         out = []
         t = t0 + rng.uniform(10.0, 300.0)
         total_in = 0.0
+        keep = self.keep_from
         for _ in range(rng.randint(4, 8)):
             amount = round(rng.lognormvariate(math.log(12_000.0), 0.5) / fx, 2)
             total_in += amount
+            last_in = t
+            if t < keep:
+                t += rng.uniform(60.0, 480.0)
+                continue
             out.append((t, {
                 "account_id": p.account_id,
                 "amount": amount,
@@ -850,7 +874,7 @@ class _ScenarioState:
             t += rng.uniform(60.0, 480.0)
         # Fan-out starts within 40 min of the last credit and its gaps are
         # bounded so that everything leaves within the hour.
-        t = out[-1][0] + rng.uniform(300.0, 2400.0)
+        t = last_in + rng.uniform(300.0, 2400.0)
         cross_border = rng.random() < 0.7
         dest = rng.choice(MULE_DEST_COUNTRIES) if cross_border else p.home_country
         if cross_border:
@@ -863,6 +887,9 @@ class _ScenarioState:
         amounts.append(round(total_out - sum(amounts), 2))
         dev, ip = rng.choice(p.devices)
         for amount in amounts:
+            if t < keep:
+                t += rng.uniform(60.0, 480.0)
+                continue
             lat, lon = self.jitter(rng, p.lat, p.lon)
             out.append((t, {
                 "account_id": p.account_id,
@@ -894,7 +921,11 @@ class _ScenarioState:
         ip = _ip(rng, IP_FIRST_OCTETS[p.home_country])
         out = []
         t = t0 + rng.uniform(10.0, 300.0)
+        keep = self.keep_from
         for _ in range(rng.randint(1, 3)):
+            if t < keep:
+                t += rng.uniform(120.0, 1800.0)
+                continue
             lat, lon = self.jitter(rng, p.lat, p.lon, 0.2)
             out.append((t, {
                 "account_id": p.account_id,
@@ -919,29 +950,41 @@ def pace(stream: Iterable[dict], rate: float, duration: float | None = None) -> 
     """Yield items of ``stream`` at ``rate`` per wall-clock second, for ``duration`` seconds if given.
 
     Items are released against an absolute schedule (item k is due at
-    start + k / rate), so sleep jitter never accumulates into rate drift; the
+    first + k / rate), so sleep jitter never accumulates into rate drift; the
     generator only sleeps when it is more than a millisecond ahead, which
     batches items naturally at high rates. If the consumer stalls for more
     than a second the schedule is re-anchored instead of bursting to catch up.
+    Both the schedule and ``duration`` start at the first item, so a slow
+    stream start-up (the warm-start simulation) neither eats into the duration
+    nor turns into a catch-up burst. When the duration ends, at most the one
+    item already pulled from ``stream`` is dropped.
     """
     if not rate > 0:
         raise ValueError("rate must be > 0")
     clock = time.monotonic
     sleep = time.sleep
-    t_start = clock()
-    deadline = None if duration is None else t_start + duration
-    anchor = t_start
-    k = 0
     interval = 0.0 if math.isinf(rate) else 1.0 / rate
-    for item in stream:
-        now = clock()
-        if deadline is not None and now >= deadline:
+    it = iter(stream)
+    anchor = deadline = None
+    k = 0
+    while True:
+        if deadline is not None and clock() >= deadline:
             return
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        now = clock()
+        if anchor is None:
+            anchor = now
+            if duration is not None:
+                deadline = now + duration
         due = anchor + k * interval
+        if deadline is not None and due >= deadline:
+            # Due after the end: wait the duration out rather than overshoot.
+            sleep(max(0.0, deadline - now))
+            return
         if due - now > 0.001:
-            if deadline is not None and due >= deadline:
-                sleep(max(0.0, deadline - now))
-                return
             sleep(due - now)
         elif now - due > 1.0:
             anchor, k = now, 0

@@ -1,0 +1,110 @@
+"""The indicator protocol: every indicator is a small class with a params model and two methods.
+
+Like River's estimators (``score_one`` then ``learn_one``), an indicator first scores a
+transaction against what it knows of the entity, then learns from it. State is a plain
+JSON-serialisable dict per entity and indicator, so the Faust worker can keep it in a
+changelog-backed table and a backtest can keep it in memory: the same code runs in both.
+
+An indicator whose required input is absent says "not applicable" (value ``None``), never hits.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, NamedTuple
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from streams.contract import Transaction
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
+
+
+def parse_duration_ms(value: Any) -> int:
+    """``"10m"`` → 600000. Bare numbers are seconds.
+
+    >>> parse_duration_ms("10m"), parse_duration_ms("1.5h"), parse_duration_ms(30)
+    (600000, 5400000, 30000)
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m, 24h or 7d")
+    if isinstance(value, int | float):
+        return int(value * 1000)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 30s, 10m, 24h or 7d")
+    return int(float(match[1]) * _UNIT_MS[match[2]])
+
+
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+
+
+class Signal(NamedTuple):
+    """What one indicator says about one transaction."""
+
+    name: str
+    value: float | None  # None: not applicable or not enough history
+    hit: bool
+    reason: str
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+REGISTRY: dict[str, type[Indicator]] = {}
+
+
+def register(cls: type[Indicator]) -> type[Indicator]:
+    if cls.name in REGISTRY:
+        raise ValueError(f"indicator {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+class Indicator:
+    name: ClassVar[str]
+    family: ClassVar[str]
+    typology: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | None = None, **kwargs: Any):
+        self.params = params if params is not None else self.Params(**kwargs)
+
+    def score_one(self, state: dict, tx: Transaction) -> Signal:
+        raise NotImplementedError
+
+    def learn_one(self, state: dict, tx: Transaction) -> None:
+        raise NotImplementedError
+
+    def evaluate(self, state: dict, tx: Transaction) -> Signal:
+        """Score, then learn: the order every caller must use so a tx never judges itself."""
+        missing = [field for field in self.requires if getattr(tx, field) is None]
+        if missing:
+            return Signal(self.name, None, False, f"not applicable: no {', '.join(missing)}")
+        signal = self.score_one(state, tx)
+        self.learn_one(state, tx)
+        return signal
+
+    def signal(self, value: float | None, hit: bool, reason: str) -> Signal:
+        return Signal(self.name, value, hit, reason)
+
+
+def prune_window(events: list, now_ms: int, window_ms: int, cap: int) -> None:
+    """Drop events older than the window (event time) and keep at most ``cap``, in place.
+
+    Events are lists whose first item is the epoch-ms time; order is by arrival, so late
+    events are tolerated: pruning compares times, not positions.
+    """
+    horizon = now_ms - window_ms
+    events[:] = [e for e in events if e[0] > horizon][-cap:]
+
+
+def tx_at(minute: float, amount: float = 100.0, **fields: Any) -> Transaction:
+    """A transaction ``minute`` minutes after 2026-01-01 00:00 UTC, for examples and tests."""
+    base = 1_767_225_600_000
+    fields.setdefault("tx_id", f"t{minute:g}-{amount:g}")
+    fields.setdefault("account_id", "A1")
+    return Transaction(ts=int(base + minute * 60_000), amount=amount, **fields)

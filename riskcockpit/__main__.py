@@ -1,0 +1,3 @@
+from riskcockpit.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""Audit history from the store, in either store mode, while the stack runs or not.
+
+With a ClickHouse server every process queries it directly. The embedded store (chdb) admits
+one process, the cockpit while the stack runs; then the same query runs inside the cockpit
+behind ``/api/audit/<kind>``, so the answer is the same either way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from riskcockpit.settings import Settings
+from store import queries
+from store.client import StoreLocked, StoreUnavailable, connect, describe
+
+
+class Unreachable(RuntimeError):
+    pass
+
+
+def fetch(settings: Settings, kind: str, since: datetime | None, until: datetime | None, tier: int | None,
+          account: str | None, limit: int) -> list[dict[str, Any]]:
+    try:
+        client = connect(settings)
+    except StoreLocked:
+        return _through_cockpit(settings, kind, since, until, tier, account, limit)
+    except StoreUnavailable as exc:
+        raise Unreachable(str(exc)) from exc
+    from store.migrate import migrate
+
+    migrate(client, settings.store.database)
+    return queries.history(client, settings.store.database, kind, since, until, tier, account, limit)
+
+
+def _through_cockpit(settings, kind, since, until, tier, account, limit) -> list[dict[str, Any]]:
+    params = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
+              "tier": tier, "account": account, "limit": limit}
+    url = f"{settings.cockpit.url}/api/audit/{kind}"
+    try:
+        response = requests.get(url, params={k: v for k, v in params.items() if v is not None}, timeout=60)
+    except requests.RequestException as exc:
+        raise Unreachable(
+            f"{describe(settings)} is locked by another process, and the cockpit at {settings.cockpit.url} "
+            f"does not answer ({exc.__class__.__name__}); is the stack running?"
+        ) from exc
+    if response.status_code != 200:
+        raise Unreachable(f"cockpit answered {response.status_code} for {url}: {response.text[:300]}")
+    return response.json()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def render(rows: list[dict[str, Any]], kind: str, fmt: str) -> str:
+    plain = [{k: _plain(v) for k, v in row.items()} for row in rows]
+    if fmt == "json":
+        return json.dumps(plain, ensure_ascii=False, indent=None)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(queries.AUDIT_COLUMNS[kind]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(plain)
+    return out.getvalue()

@@ -1,0 +1,245 @@
+"""The embedded Kafka broker: a pinned Apache Kafka release run in KRaft single-node mode.
+
+Its jars come from Maven Central through ``broker/pom.xml`` (no tarball download). Data lives
+under ``<data_dir>/kafka``; the broker runs detached, with its pid in ``kafka.pid``, so
+``riskcockpit kafka start|stop|status`` can manage it from any shell.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from riskcockpit.settings import REPO_ROOT
+
+BROKER_DIR = REPO_ROOT / "broker"
+LIB_DIR = BROKER_DIR / "lib"
+POM = BROKER_DIR / "pom.xml"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def ensure_jars(quiet: bool = True) -> Path:
+    """Fetch the Kafka jars with Maven once; later calls find them in ``broker/lib``."""
+    marker = LIB_DIR / ".fetched"
+    if marker.exists() and marker.stat().st_mtime >= POM.stat().st_mtime:
+        return LIB_DIR
+    cmd = ["mvn", "-B", "-f", str(POM), "dependency:copy-dependencies"] + (["-q"] if quiet else [])
+    try:
+        subprocess.run(cmd, check=True)
+    except FileNotFoundError:
+        raise BrokerError("mvn not found: Maven is needed once to fetch the Kafka jars") from None
+    except subprocess.CalledProcessError as exc:
+        raise BrokerError(f"fetching the Kafka jars failed (mvn exit {exc.returncode})") from None
+    marker.touch()
+    return LIB_DIR
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EmbeddedBroker:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    partitions: int = 4
+    heap: str = "768m"
+
+    @classmethod
+    def from_settings(cls, settings) -> EmbeddedBroker:
+        k = settings.kafka
+        return cls(settings.kafka_dir, k.host, k.port, k.controller_port, k.partitions, k.heap)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "kafka.log"
+
+    def _properties(self) -> Path:
+        logs = self.data_dir / "logs"
+        props = self.data_dir / "server.properties"
+        props.write_text(
+            "\n".join([
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
+                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={logs}",
+                f"num.partitions={self.partitions}",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "log.retention.hours=168",
+                "",
+            ])
+        )
+        return props
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+
+    def running(self) -> bool:
+        return self.pid() is not None and port_open(self.host, self.port)
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start detached and wait until it accepts connections; a no-op if already up."""
+        if self.running():
+            return
+        if port_open(self.host, self.port):
+            raise BrokerError(
+                f"{self.bootstrap} is taken by another process; stop it or set kafka.port "
+                "(or RISKCOCKPIT_KAFKA to use that broker)"
+            )
+        lib = ensure_jars()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self._properties()
+        classpath = f"{lib}/*"
+        java = ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                f"-Dlog4j2.configurationFile={BROKER_DIR / 'log4j2.properties'}", "-cp", classpath]
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(java + ["kafka.Kafka", str(props)], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(f"Kafka exited with {proc.returncode}; see {self.log_file}")
+            if port_open(self.host, self.port) and self._ready():
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise BrokerError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_file}")
+
+    def _ready(self) -> bool:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+        except (KafkaError, OSError):
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except KafkaError:
+            return False
+        finally:
+            admin.close()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SIGTERM (Kafka flushes and closes its logs), SIGKILL after ``timeout``."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            _reap(pid)
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> str:
+        pid = self.pid()
+        if pid and port_open(self.host, self.port):
+            return f"running: pid {pid}, {self.bootstrap}, data in {self.data_dir}"
+        if pid:
+            return f"starting or unhealthy: pid {pid}, {self.bootstrap} not answering"
+        return f"stopped ({self.bootstrap}, data in {self.data_dir})"
+
+
+def _reap(pid: int) -> None:
+    # The broker is our child when we started it in this process; collect it so it exits.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeout: float = 30.0) -> None:
+    """Create missing topics with ``partitions`` partitions; existing ones must match (co-partitioning)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+            break
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+            time.sleep(1)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+        described = admin.describe_topics(list(names))
+        wrong = {t["topic"]: len(t["partitions"]) for t in described if len(t["partitions"]) != partitions}
+        if wrong:
+            raise BrokerError(
+                f"topics with a partition count other than kafka.partitions={partitions}: {wrong}; "
+                "the worker's tables need them equal"
+            )
+    finally:
+        admin.close()

@@ -1,0 +1,251 @@
+"""``riskcockpit``: one command line for every process of the stack and for the audit tools."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from riskcockpit.settings import ConfigError, Settings, load_settings
+
+
+class Context:
+    def __init__(self, config_dir: str | None, overrides: dict):
+        self.config_dir = config_dir
+        self.overrides = overrides
+
+    def settings(self, **more) -> Settings:
+        try:
+            return load_settings(self.config_dir, **self.overrides, **more)
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration error:\n{exc}") from None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(int(value) / 1000, UTC) if value.isdigit() else datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not ISO-8601 (2026-11-22T08:00:00+08:00) or epoch ms") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config-dir", envvar="RISKCOCKPIT_CONFIG_DIR", type=click.Path(file_okay=False),
+              help="folder with riskcockpit.yaml and scoring.yaml (default: the repository's config/)")
+@click.option("--kafka", "kafka_bootstrap", help="bootstrap servers of an existing Kafka (else the embedded broker)")
+@click.option("--clickhouse-url", help="http://user:pass@host:8123/db of a ClickHouse server (else embedded chdb)")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="broker data and embedded store")
+@click.pass_context
+def cli(ctx, config_dir, kafka_bootstrap, clickhouse_url, data_dir):
+    """Streaming risk-monitoring cockpit: Kafka → Faust → River → ClickHouse → Dash."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_dir, {"kafka.bootstrap": kafka_bootstrap, "store.url": clickhouse_url,
+                                   "data_dir": data_dir})
+
+
+@cli.command()
+@click.option("--no-generator", is_flag=True, help="start without synthetic traffic")
+@click.pass_obj
+def run(obj: Context, no_generator):
+    """Start the whole stack on this machine (Kafka, worker, sink, cockpit, generator)."""
+    from riskcockpit.stack import run as run_stack
+
+    sys.exit(run_stack(obj.settings(), generate=not no_generator))
+
+
+@cli.group()
+def kafka():
+    """Manage the embedded single-node Kafka (KRaft)."""
+
+
+def _embedded(obj: Context):
+    from riskcockpit.broker import EmbeddedBroker
+
+    settings = obj.settings()
+    if not settings.kafka.embedded:
+        raise click.ClickException(f"kafka.bootstrap is set ({settings.kafka.bootstrap}): that broker is not managed here")
+    return EmbeddedBroker.from_settings(settings)
+
+
+@kafka.command("start")
+@click.pass_obj
+def kafka_start(obj):
+    """Start the embedded broker in the background."""
+    from riskcockpit.broker import BrokerError
+
+    broker = _embedded(obj)
+    try:
+        broker.start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(broker.status())
+
+
+@kafka.command("stop")
+@click.pass_obj
+def kafka_stop(obj):
+    """Stop the embedded broker."""
+    broker = _embedded(obj)
+    click.echo("stopped" if broker.stop() else "was not running")
+
+
+@kafka.command("status")
+@click.pass_obj
+def kafka_status(obj):
+    """Say whether the embedded broker runs; exit 1 if not."""
+    broker = _embedded(obj)
+    click.echo(broker.status())
+    sys.exit(0 if broker.running() else 1)
+
+
+@cli.command()
+@click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@click.pass_obj
+def worker(obj: Context, loglevel):
+    """Run a Faust worker: validate, score and publish transactions."""
+    from streams.worker import run as run_worker
+
+    run_worker(obj.settings(), loglevel)
+
+
+@cli.command()
+@click.pass_obj
+def sink(obj: Context):
+    """Copy the result topics into ClickHouse (own process: server store only)."""
+    from store.client import StoreUnavailable, connect
+    from streams.sink import Sink
+
+    settings = obj.settings()
+    try:
+        the_sink = Sink(settings, connect(settings))
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    _stop_on_sigterm(the_sink.stop)
+    the_sink.run()
+
+
+def _stop_on_sigterm(stop) -> None:
+    import signal
+
+    def handler(signum, frame):
+        stop()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command()
+@click.option("--host", help="interface to listen on (default cockpit.host)")
+@click.option("--port", type=int, help="port (default cockpit.port)")
+@click.pass_obj
+def cockpit(obj: Context, host, port):
+    """Serve the cockpit; with the embedded store it also runs the sink (chdb admits one process)."""
+    from dashboard.app import create_app
+    from store.client import StoreUnavailable, connect
+    from store.migrate import migrate
+    from streams.actions import ActionPublisher
+    from streams.sink import Sink
+
+    settings = obj.settings(**{"cockpit.host": host, "cockpit.port": port})
+    try:
+        client = connect(settings)
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    migrate(client, settings.store.database)
+    the_sink = None
+    if settings.store.embedded:
+        the_sink = Sink(settings, client)
+        the_sink.start_thread()
+    publisher = ActionPublisher(settings.kafka.servers)
+    app = create_app(settings, client, publish_action=publisher.publish)
+
+    def stop():
+        if the_sink:
+            the_sink.stop()
+        publisher.close()
+
+    _stop_on_sigterm(stop)
+    try:
+        app.run(host=settings.cockpit.host, port=settings.cockpit.port, debug=False, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
+@cli.command()
+@click.option("--rate", type=float, help="transactions per second (default generator.rate)")
+@click.option("--duration", type=float, help="seconds to run (default: until stopped)")
+@click.option("--count", type=int, help="stop after this many transactions, as fast as possible if no --rate")
+@click.option("--seed", type=int, help="same seed, same stream (default generator.seed)")
+@click.option("--accounts", type=int, help="number of accounts (default generator.accounts)")
+@click.option("--fraud-share", type=float, help="share of transactions in fraud scenarios")
+@click.option("--start", "start_time", help="event time of the first transaction (default now)")
+@click.option("--out", type=click.File("w"), help="write JSON lines here instead of producing to Kafka")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.pass_obj
+def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, start_time, out, quiet):
+    """Produce a realistic synthetic stream with injected fraud scenarios."""
+    import itertools
+    import json
+
+    from streams.generator import SyntheticStream, pace
+
+    settings = obj.settings(**{"generator.rate": rate, "generator.seed": seed, "generator.accounts": accounts,
+                               "generator.fraud_share": fraud_share})
+    g = settings.generator
+    stream = iter(SyntheticStream(seed=g.seed, accounts=g.accounts, rate=g.rate, start=_parse_time(start_time),
+                                  fraud_share=g.fraud_share))
+    if count is not None:
+        stream = itertools.islice(stream, count)
+    if rate is not None or count is None:
+        stream = pace(stream, g.rate, duration)
+    if out:
+        for record in stream:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    from streams.producer import produce
+
+    _stop_on_sigterm(lambda: None)
+    try:
+        sent = produce(settings.kafka.servers, stream, total=count, show_progress=not quiet,
+                       description=f"generating (seed {g.seed})")
+    except KeyboardInterrupt:
+        return
+    if not quiet:
+        click.echo(f"produced {sent} transactions to {settings.kafka.servers}", err=True)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["alerts", "scores", "dlq", "actions"]))
+@click.option("--since", help="from this time (ISO-8601 or epoch ms), inclusive")
+@click.option("--until", help="to this time, exclusive")
+@click.option("--tier", type=click.IntRange(0, 3), help="only this tier (alerts, scores)")
+@click.option("--account", help="only this account (alerts, scores)")
+@click.option("--limit", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.pass_obj
+def audit(obj: Context, kind, since, until, tier, account, limit, fmt):
+    """Print the history of decisions (alerts, scores), rejected records (dlq) or actions."""
+    from riskcockpit.audit import Unreachable, fetch, render
+
+    settings = obj.settings()
+    try:
+        rows = fetch(settings, kind, _parse_time(since), _parse_time(until), tier, account, limit)
+    except Unreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(render(rows, kind, fmt))
+
+
+def main() -> None:
+    cli(prog_name="riskcockpit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""One way to reach ClickHouse: a server URL in production, embedded chdb by default.
+
+Only one process may open a chdb path; a second one fails on the path's lock. In embedded
+mode the cockpit process owns the store (and runs the sink inside it); every other process
+reaches the data through the cockpit's HTTP API. See :class:`StoreLocked`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from riskcockpit.settings import Settings
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened or reached; the message says which one and why."""
+
+
+class StoreLocked(StoreUnavailable):
+    """Another process holds the embedded store (chdb allows one process per path)."""
+
+
+_clients: dict[str, Client] = {}
+_lock = threading.Lock()
+
+
+def describe(settings: Settings) -> str:
+    if settings.store.url:
+        parsed = urlparse(settings.store.url)
+        return f"ClickHouse server {parsed.hostname}:{parsed.port or 8123}"
+    return f"embedded ClickHouse (chdb) at {settings.chdb_path}"
+
+
+def connect(settings: Settings) -> Client:
+    """A client for the configured store; one per process for chdb (the lock is per process)."""
+    target = settings.store.url or f"chdb:{settings.chdb_path}"
+    with _lock:
+        if target in _clients:
+            return _clients[target]
+        client = _open(settings)
+        _clients[target] = client
+        return client
+
+
+def _open(settings: Settings) -> Client:
+    if settings.store.url:
+        try:
+            client = clickhouse_connect.get_client(dsn=settings.store.url, database="default")
+            client.command(f"CREATE DATABASE IF NOT EXISTS {settings.store.database}")
+            return client
+        except Exception as exc:  # the driver raises several unrelated types for "not reachable"
+            raise StoreUnavailable(f"{describe(settings)} is not reachable: {exc}") from exc
+    path: Path = settings.chdb_path
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+        client.command(f"CREATE DATABASE IF NOT EXISTS {settings.store.database}")
+        return client
+    except Exception as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLocked(
+                f"{describe(settings)} is held by another process (the cockpit owns it while the stack runs)"
+            ) from exc
+        raise StoreUnavailable(f"{describe(settings)} cannot be opened: {exc}") from exc

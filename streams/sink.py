@@ -1,0 +1,147 @@
+"""The sink: result topics → ClickHouse, in batches, offsets committed only after the insert.
+
+If an insert fails the batch is retried (with backoff) before anything new is read, so nothing
+is skipped; if the process dies, Kafka redelivers from the last commit and the
+ReplacingMergeTree tables collapse the repeats (queries read ``FINAL``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from kafka import KafkaConsumer
+
+from riskcockpit.settings import Settings
+from store.migrate import migrate
+from streams import topics
+
+log = logging.getLogger("riskcockpit.sink")
+
+SCORE_COLUMNS = ("tx_id", "account_id", "ts", "amount", "currency", "channel", "direction", "country",
+                 "merchant_id", "counterparty_id", "device_id", "score", "tier", "reasons", "model_score",
+                 "config_hash", "scenario", "source_partition", "source_offset", "scored_at")
+ALERT_COLUMNS = ("alert_id", "tx_id", "account_id", "ts", "amount", "currency", "channel", "country", "score",
+                 "tier", "reasons", "model_score", "config_hash", "scenario", "scored_at")
+DLQ_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at")
+ACTION_COLUMNS = ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at")
+TABLES = {"scores": SCORE_COLUMNS, "alerts": ALERT_COLUMNS, "dlq": DLQ_COLUMNS, "actions": ACTION_COLUMNS}
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _result_row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
+    row = dict(record, alert_id=record["tx_id"], ts=_time(record["ts"]), scored_at=_time(record["scored_at"]),
+               reasons=json.dumps(record["reasons"], ensure_ascii=False))
+    return [row[c] for c in columns]
+
+
+def _dlq_row(message) -> list[Any]:
+    headers = {k: v.decode("utf-8", "replace") for k, v in (message.headers or [])}
+    return [
+        headers.get(topics.H_SOURCE_TOPIC, ""),
+        int(headers.get(topics.H_SOURCE_PARTITION, -1)),
+        int(headers.get(topics.H_SOURCE_OFFSET, -1)),
+        (message.key or b"").decode("utf-8", "replace"),
+        message.value or b"",
+        headers.get(topics.H_REASON, ""),
+        datetime.fromtimestamp(int(headers.get(topics.H_SOURCE_TIMESTAMP, message.timestamp)) / 1000, UTC),
+    ]
+
+
+def _action_row(record: dict[str, Any]) -> list[Any]:
+    row = dict({"disposition": "", "comment": ""}, **record, at=_time(record["at"]))
+    return [row[c] for c in ACTION_COLUMNS]
+
+
+def rows_by_table(messages) -> dict[str, list[list[Any]]]:
+    """Map consumed messages to rows per table; a malformed result record lands in the DLQ table."""
+    rows: dict[str, list[list[Any]]] = defaultdict(list)
+    for message in messages:
+        try:
+            if message.topic == topics.DLQ:
+                rows["dlq"].append(_dlq_row(message))
+            elif message.topic == topics.SCORES:
+                rows["scores"].append(_result_row(json.loads(message.value), SCORE_COLUMNS))
+            elif message.topic == topics.ALERTS:
+                rows["alerts"].append(_result_row(json.loads(message.value), ALERT_COLUMNS))
+            elif message.topic == topics.ACTIONS:
+                rows["actions"].append(_action_row(json.loads(message.value)))
+        except (ValueError, KeyError, TypeError) as exc:
+            # Never drop what we cannot read: keep its bytes where the DLQ audit finds them.
+            rows["dlq"].append([message.topic, message.partition, message.offset,
+                                (message.key or b"").decode("utf-8", "replace"), message.value or b"",
+                                f"sink could not read a {message.topic} record: {exc!r}",
+                                datetime.fromtimestamp(message.timestamp / 1000, UTC)])
+    return rows
+
+
+class Sink:
+    def __init__(self, settings: Settings, client: Client):
+        self.settings = settings
+        self.client = client
+        self.db = settings.store.database
+        self.stopping = threading.Event()
+        self.inserted = defaultdict(int)
+
+    def write(self, rows: dict[str, list[list[Any]]]) -> None:
+        for table, batch in rows.items():
+            if batch:
+                self.client.insert(f"{self.db}.{table}", batch, column_names=list(TABLES[table]))
+                self.inserted[table] += len(batch)
+
+    def run(self) -> None:
+        migrate(self.client, self.db)
+        s = self.settings.sink
+        consumer = KafkaConsumer(
+            *topics.SINK_TOPICS,
+            bootstrap_servers=self.settings.kafka.servers,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.batch_size,
+            fetch_max_wait_ms=min(s.max_wait_ms, 500),
+        )
+        log.info("sink consuming %s into %s", ", ".join(topics.SINK_TOPICS), self.db)
+        try:
+            while not self.stopping.is_set():
+                batch, deadline = [], time.monotonic() + s.max_wait_ms / 1000
+                while len(batch) < s.batch_size and time.monotonic() < deadline and not self.stopping.is_set():
+                    polled = consumer.poll(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)),
+                                           max_records=s.batch_size - len(batch))
+                    for records in polled.values():
+                        batch.extend(records)
+                if batch:
+                    self._insert_until_done(rows_by_table(batch))
+                    consumer.commit()
+        finally:
+            consumer.close(autocommit=False)
+
+    def _insert_until_done(self, rows) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self.write(rows)
+                return
+            except Exception as exc:  # a store outage must not lose or skip the batch
+                if self.stopping.is_set():
+                    raise
+                log.warning("insert failed, retrying in %.1fs: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="riskcockpit-sink", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,115 @@
+"""The Faust worker: validate → (re-key) → score against per-account state → publish.
+
+Read top to bottom, this is the pipeline of one transaction:
+
+1. ``transactions`` (or ``transactions.repartition``) delivers raw bytes.
+2. :func:`streams.contract.parse_transaction` validates them; a bad record goes to
+   ``transactions.dlq`` byte-for-byte, with the reason and its source offset in headers.
+3. A record on the wrong partition for its account (no key, another key, or a producer
+   whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
+   keyed by account, so each account's state lives in exactly one partition.
+4. The account's state comes from the changelog-backed table ``accounts``; the scoring core
+   (:class:`indicators.scoring.Scorer`) scores the transaction and updates the state.
+5. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
+
+Delivery is at-least-once: after a crash Faust replays from the last committed offset. The
+scorer answers a redelivered ``tx_id`` with its earlier decision and the sink stores each
+``tx_id`` once, so the replay changes nothing downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+
+from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.settings import Settings
+from streams import topics
+from streams.contract import InvalidRecord, parse_transaction
+
+log = logging.getLogger("riskcockpit.worker")
+_partitioner = DefaultPartitioner()
+
+
+def owning_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``; Faust's producer agrees."""
+    every = list(range(partitions))
+    return _partitioner(key, every, every)
+
+
+def dlq_headers(message, reason: str) -> list[tuple[str, bytes]]:
+    return [
+        (topics.H_REASON, reason.encode()),
+        (topics.H_SOURCE_TOPIC, message.topic.encode()),
+        (topics.H_SOURCE_PARTITION, str(message.partition).encode()),
+        (topics.H_SOURCE_OFFSET, str(message.offset).encode()),
+        (topics.H_SOURCE_TIMESTAMP, str(int(message.timestamp * 1000)).encode()),
+    ]
+
+
+def create_app(settings: Settings) -> faust.App:
+    scorer = Scorer(load_scoring_config(settings.config_dir))
+    partitions = settings.kafka.partitions
+    app = faust.App(
+        settings.worker.app_id,
+        broker=f"kafka://{settings.kafka.servers}",
+        store="memory://",  # tables are rebuilt from their changelog topics at start
+        topic_partitions=partitions,
+        key_serializer="raw",
+        value_serializer="json",  # the accounts table; topics carry raw bytes (set per topic)
+        web_enabled=settings.worker.web_port is not None,
+        web_port=settings.worker.web_port or 6066,
+        datadir=str(settings.data_dir / "faust"),
+        producer_linger_ms=5,
+        stream_buffer_maxsize=16384,
+    )
+    def raw_topic(*names):
+        return app.topic(*names, partitions=partitions, key_serializer="raw", value_serializer="raw")
+
+    source = raw_topic(topics.TRANSACTIONS, topics.REPARTITION)
+    repartition = raw_topic(topics.REPARTITION)
+    dlq = raw_topic(topics.DLQ)
+    scores = raw_topic(topics.SCORES)
+    alerts = raw_topic(topics.ALERTS)
+    # Keyed by the account id's bytes: the raw key codec gives back bytes after recovery too.
+    accounts = app.Table("accounts", default=None, partitions=partitions)
+
+    @app.agent(source)
+    async def score(stream):
+        async for event in stream.events():
+            message = event.message
+            try:
+                tx = parse_transaction(event.value, settings.worker.max_record_bytes)
+            except InvalidRecord as exc:
+                await dlq.send(key=message.key, value=message.value, headers=dlq_headers(message, exc.reason))
+                continue
+            key = tx.account_id.encode()
+            if message.key != key or owning_partition(key, partitions) != message.partition:
+                await repartition.send(key=key, value=message.value)
+                continue
+            state = accounts.get(key) or {}
+            record = scorer.score(tx, state, (message.partition, message.offset))
+            accounts[key] = state
+            payload = json.dumps(record, separators=(",", ":")).encode()
+            await scores.send(key=key, value=payload)
+            if record["tier"]:
+                await alerts.send(key=key, value=payload)
+
+    app.scorer = scorer
+    return app
+
+
+def run(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker until SIGTERM/SIGINT; several workers share the partitions."""
+    from riskcockpit.broker import ensure_topics
+
+    ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
+    app = create_app(settings)
+    log.info("scoring config %s, %d indicators", app.scorer.config_hash, len(app.scorer.indicators))
+    sys.argv = ["riskcockpit-worker", "worker", "--loglevel", loglevel,
+                *(["--without-web"] if settings.worker.web_port is None else [])]
+    app.main()
