@@ -10,6 +10,7 @@ from indicators.base import DurationMs, Indicator, Params, prune_window, registe
 class PassThroughParams(Params):
     window: DurationMs = Field(7_200_000, description="how soon after the credits the debit counts")
     ratio: float = Field(0.8, gt=0, le=1.5, description="hit when outflow reaches this share of the inflow")
+    max_ratio: float = Field(1.1, gt=0, description="and stays below this share: far more out than in is the holder's own money")
     min_sources: int = Field(3, ge=1, description="distinct paying counterparties needed (fan-in)")
     cap: int = Field(100, ge=1, description="credits kept per entity")
 
@@ -49,7 +50,7 @@ class PassThrough(Indicator):
         outflow = tx.amount - sum(e[1] for e in recent if e[1] < 0)
         sources = len({e[2] for e in recent if e[1] > 0 and e[2]})
         share = outflow / inflow
-        hit = share >= self.params.ratio and sources >= self.params.min_sources
+        hit = self.params.ratio <= share < self.params.max_ratio and sources >= self.params.min_sources
         return self.signal(round(share, 3), hit,
                            f"{share:.0%} of {inflow:,.2f} received from {sources} payers passed on "
                            f"within {self.params.window // 60_000} min")

@@ -1,7 +1,9 @@
-"""Novelty: a value the entity has never used before (counterparty, device, country).
+"""Novelty: a value the entity has never used, or only started using moments ago.
 
 One mechanism, several fields: each indicator remembers the entity's last ``memory`` distinct
-values and hits on an unseen one once the entity has enough history to have habits.
+values with when they were first seen. A value is new if unseen, and stays "fresh" for
+``fresh`` after its first use, so a whole burst from a fraudster's new device hits, not only
+its first transaction. It hits only once the entity had habits (``min_history``) before.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from indicators.base import Indicator, Params, register
+from indicators.base import DurationMs, Indicator, Params, register
 
 
 class NoveltyParams(Params):
     min_history: int = Field(3, ge=0, description="transactions with this field before a new value counts")
     memory: int = Field(32, ge=1, description="distinct values remembered per entity (bounds state)")
+    fresh: DurationMs = Field(3_600_000, description="a value first used less than this long ago still counts as new")
 
 
 class Novelty(Indicator):
@@ -24,21 +27,28 @@ class Novelty(Indicator):
 
     def score_one(self, state, tx):
         value = getattr(tx, self.field)
-        seen = state.get("seen", ())
         n = state.get("n", 0)
-        if value in seen:
-            return self.signal(0.0, False, f"known {self.field}")
-        hit = n >= self.params.min_history
-        return self.signal(1.0, hit, f"{self.field} {value} never seen in {n} transactions")
+        for seen, first_ms, history in state.get("seen", ()):
+            if seen == value:
+                age = tx.ts_ms - first_ms
+                fresh = age < self.params.fresh and history >= self.params.min_history
+                return self.signal(1.0 if fresh else 0.0, fresh,
+                                   f"{self.field} {value} first used {age // 60_000} min ago" if fresh
+                                   else f"known {self.field}")
+        return self.signal(1.0, n >= self.params.min_history, f"{self.field} {value} never seen in {n} transactions")
 
     def learn_one(self, state, tx):
         value = getattr(tx, self.field)
         seen = state.setdefault("seen", [])
-        if value in seen:
-            seen.remove(value)  # most recent last, so the oldest is forgotten first
-        seen.append(value)
-        del seen[: -self.params.memory]
-        state["n"] = state.get("n", 0) + 1
+        n = state.get("n", 0)
+        for i, item in enumerate(seen):
+            if item[0] == value:
+                seen.append(seen.pop(i))  # most recently used last, so the stalest is forgotten first
+                break
+        else:
+            seen.append([value, tx.ts_ms, n])
+            del seen[: -self.params.memory]
+        state["n"] = n + 1
 
 
 @register
@@ -46,7 +56,7 @@ class NewCounterparty(Novelty):
     """A counterparty the account has not paid or been paid by before.
 
     >>> from indicators.base import tx_at
-    >>> ind, state = NewCounterparty(min_history=2), {}
+    >>> ind, state = NewCounterparty(min_history=2, fresh=0), {}
     >>> [ind.evaluate(state, tx_at(m, counterparty_id=c)).hit for m, c in enumerate("aabac")]
     [False, False, True, False, True]
     >>> ind.evaluate(state, tx_at(9)).reason
@@ -65,9 +75,12 @@ class NewDevice(Novelty):
     """A device the account has not used before.
 
     >>> from indicators.base import tx_at
-    >>> ind, state = NewDevice(min_history=1), {}
-    >>> [ind.evaluate(state, tx_at(m, device_id=d)).hit for m, d in enumerate("aab")]
-    [False, False, True]
+    >>> ind, state = NewDevice(min_history=1, fresh="30m"), {}
+    >>> [ind.evaluate(state, tx_at(m, device_id=d)).hit for m, d in enumerate("aabb")]
+    [False, False, True, True]
+    >>> ind.evaluate(state, tx_at(90, device_id="b")).reason
+    'known device_id'
+
     """
 
     name = "new_device"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import indicators  # noqa: F401  (registers the library)
 from indicators.anomaly import AnomalyModel, AnomalyParams
@@ -59,16 +59,24 @@ class ScoringConfig(BaseModel):
     model: AnomalyParams = AnomalyParams()
     dedup_memory: int = Field(16, ge=0, le=1000, description="recent decisions kept per account to answer redeliveries")
 
-    @model_validator(mode="after")
-    def _known_and_valid(self):
-        for name, item in self.indicators.items():
+    @field_validator("indicators")
+    @classmethod
+    def _known_and_valid(cls, indicators: dict[str, IndicatorConfig]) -> dict[str, IndicatorConfig]:
+        problems = []
+        for name, item in indicators.items():
             if name not in REGISTRY:
-                raise ValueError(f"indicators.{name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}")
+                problems.append(f"{name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}")
+                continue
             try:
                 REGISTRY[name].Params(**item.params)
             except ValidationError as exc:
-                raise ValueError(describe_errors(f"indicators.{name}.params", exc.errors())) from None
-        return self
+                lines = describe_errors(f"{name}.params", exc.errors()).replace(".params: ", ".params.")
+                problems.extend(lines.splitlines())
+        if problems:
+            # One line per problem, so a risk officer fixing the file sees every mistake at once.
+            raise ValueError("\n  - ".join(["", *problems]).removeprefix("\n  - ") if len(problems) == 1
+                             else "several problems:" + "\n  - ".join(["", *problems]))
+        return indicators
 
     @property
     def hash(self) -> str:

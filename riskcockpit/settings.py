@@ -148,7 +148,7 @@ def describe_errors(source: str, errors: list[dict]) -> str:
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        lines.append(f"{source}: {field}: {err['msg']}{shown}")
+        lines.append(f"{source}: {field}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "\n".join(lines)
 
 

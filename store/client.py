@@ -7,6 +7,7 @@ reaches the data through the cockpit's HTTP API. See :class:`StoreLocked`.
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -47,6 +48,24 @@ def connect(settings: Settings) -> Client:
         return client
 
 
+def held_by_another_process(path: Path) -> bool:
+    """ClickHouse holds an flock on ``<path>/status`` while it has the path open; probe it.
+
+    Probing first keeps chdb from printing its own lock error, and tells "locked" apart from
+    other failures, which chdb reports alike.
+    """
+    status = path / "status"
+    if not status.exists():
+        return False
+    with open(status, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def _open(settings: Settings) -> Client:
     if settings.store.url:
         try:
@@ -57,13 +76,11 @@ def _open(settings: Settings) -> Client:
             raise StoreUnavailable(f"{describe(settings)} is not reachable: {exc}") from exc
     path: Path = settings.chdb_path
     path.mkdir(parents=True, exist_ok=True)
+    if held_by_another_process(path):
+        raise StoreLocked(f"{describe(settings)} is held by another process (the cockpit owns it while the stack runs)")
     try:
         client = clickhouse_connect.get_client(interface="chdb", path=str(path))
         client.command(f"CREATE DATABASE IF NOT EXISTS {settings.store.database}")
         return client
     except Exception as exc:
-        if "lock" in str(exc).lower():
-            raise StoreLocked(
-                f"{describe(settings)} is held by another process (the cockpit owns it while the stack runs)"
-            ) from exc
         raise StoreUnavailable(f"{describe(settings)} cannot be opened: {exc}") from exc

@@ -111,7 +111,7 @@ def parse_transaction(raw: bytes | bytearray | None, max_bytes: int = MAX_RECORD
     if len(raw) > max_bytes:
         raise InvalidRecord(f"oversized: {len(raw)} bytes > {max_bytes}")
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw.decode("utf-8"))  # decode first: json.loads(bytes) would guess UTF-16/32
     except UnicodeDecodeError:
         raise InvalidRecord("not UTF-8 text") from None
     except json.JSONDecodeError as exc:

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make run    bootstrap, then the whole stack with synthetic traffic; cockpit on :8050
+#   make test   bootstrap, then the whole test suite against real Kafka and ClickHouse (chdb)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+JARS := broker/lib/.fetched
+
+.PHONY: run test bootstrap bench clean
+
+bootstrap: $(STAMP) $(JARS)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(JARS): broker/pom.xml
+	mvn -B -q -f broker/pom.xml dependency:copy-dependencies
+	touch $@
+
+run: bootstrap
+	$(BIN)/riskcockpit run
+
+test: bootstrap
+	$(BIN)/python -m pytest
+
+bench: bootstrap
+	$(BIN)/python bench/scoring.py
+
+clean:
+	rm -rf $(VENV) broker/lib .data

@@ -1,0 +1,72 @@
+"""The transactions contract: what is scored and what goes to the DLQ, with which reason."""
+
+import json
+import math
+
+import pytest
+
+from streams.contract import InvalidRecord, parse_transaction
+
+GOOD = {"tx_id": "t1", "ts": "2026-11-22T10:00:00+08:00", "account_id": "A1", "amount": 12.5}
+
+
+def raw(**changes):
+    record = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in record.items() if v is not ...}).encode()
+
+
+def test_only_required_fields_are_enough():
+    tx = parse_transaction(raw())
+    assert tx.ts.utcoffset().total_seconds() == 0 and tx.ts.hour == 2
+    assert tx.channel is None and tx.attributes == {}
+
+
+def test_epoch_milliseconds_and_optional_fields():
+    tx = parse_transaction(raw(ts=1_767_225_600_000, channel="card", country="CN", ip="10.0.0.1",
+                               status="declined", attributes={"k": 1}, extra_field="ignored"))
+    assert tx.ts_ms == 1_767_225_600_000 and tx.status == "declined" and tx.attributes == {"k": 1}
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1, 2]", "not a JSON object"),
+        (raw(tx_id=...), "tx_id: required field missing"),
+        (raw(amount=0), "amount: Input should be greater than 0"),
+        (raw(amount=-5), "amount: Input should be greater than 0"),
+        (raw(amount="12.5"), "amount: Input should be a valid number"),
+        (b'{"tx_id":"t","ts":1767225600000,"account_id":"A","amount":NaN}', "amount: Input should be a finite number"),
+        (raw(ts=1_767_225_600), "seconds given?"),
+        (raw(ts="2026-11-22T10:00:00"), "needs a zone"),
+        (raw(ts="yesterday"), "not ISO-8601"),
+        (raw(ts="2999-01-01T00:00:00Z"), "in the future"),
+        (raw(ts=True), "ts:"),
+        (raw(account_id=""), "account_id: String should have at least 1 character"),
+        (raw(account_id=42), "account_id: Input should be a valid string"),
+        (raw(country="China"), "country:"),
+        (raw(direction="sideways"), "direction:"),
+        (raw(lat=123.0), "lat:"),
+        (raw(ip="999.1.1.1"), "ip:"),
+        (raw(attributes="x"), "attributes:"),
+    ],
+)
+def test_bad_records_name_what_is_wrong(payload, fragment):
+    with pytest.raises(InvalidRecord) as info:
+        parse_transaction(payload)
+    assert fragment in info.value.reason
+
+
+def test_oversized_record_is_refused_before_parsing():
+    with pytest.raises(InvalidRecord, match="oversized: 70000 bytes > 65536"):
+        parse_transaction(b" " * 70000)
+
+
+def test_null_value():
+    with pytest.raises(InvalidRecord, match="null"):
+        parse_transaction(None)
+
+
+def test_nan_never_reaches_scoring():
+    assert math.isfinite(parse_transaction(raw(amount=1e-9)).amount)

@@ -1,0 +1,95 @@
+"""Configuration: YAML defaults, environment overrides, errors that name the file and field."""
+
+import shutil
+
+import pytest
+
+from indicators.scoring import load_scoring_config
+from riskcockpit.settings import DEFAULT_CONFIG_DIR, ConfigError, load_settings
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    for name in ("riskcockpit.yaml", "scoring.yaml"):
+        shutil.copy(DEFAULT_CONFIG_DIR / name, tmp_path / name)
+    for key in ("RISKCOCKPIT_KAFKA", "RISKCOCKPIT_CLICKHOUSE_URL", "RISKCOCKPIT_DATA_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RISKCOCKPIT_CONFIG_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_defaults_are_embedded(config_dir):
+    s = load_settings()
+    assert s.kafka.embedded and s.store.embedded and s.kafka.servers == "127.0.0.1:9092"
+    assert s.config_dir == config_dir
+
+
+def test_environment_overrides_file(config_dir, monkeypatch):
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA", "broker-a:9092,broker-b:9092")
+    monkeypatch.setenv("RISKCOCKPIT_CLICKHOUSE_URL", "http://u:p@ch:8123/risk")
+    monkeypatch.setenv("RISKCOCKPIT_SINK__BATCH_SIZE", "123")
+    s = load_settings()
+    assert s.kafka.servers == "broker-a:9092,broker-b:9092" and not s.kafka.embedded
+    assert s.store.url == "http://u:p@ch:8123/risk" and s.sink.batch_size == 123
+
+
+def test_flags_beat_environment(config_dir, monkeypatch):
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA", "env:9092")
+    assert load_settings(**{"kafka.bootstrap": "flag:9092"}).kafka.servers == "flag:9092"
+
+
+def test_file_error_names_file_and_field(config_dir):
+    text = (config_dir / "riskcockpit.yaml").read_text().replace("partitions: 4", "partitions: many")
+    (config_dir / "riskcockpit.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"{config_dir / 'riskcockpit.yaml'}: kafka.partitions: Input should be a valid integer" in str(info.value)
+
+
+def test_unknown_setting_is_an_error(config_dir):
+    (config_dir / "riskcockpit.yaml").write_text("sink:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError, match=r"sink\.batchsize: Extra inputs are not permitted"):
+        load_settings()
+
+
+def test_env_error_names_the_variable(config_dir, monkeypatch):
+    monkeypatch.setenv("RISKCOCKPIT_COCKPIT__PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"^RISKCOCKPIT_COCKPIT__PORT: cockpit\.port"):
+        load_settings()
+
+
+def test_yaml_syntax_error_names_line(config_dir):
+    (config_dir / "riskcockpit.yaml").write_text("kafka:\n  port: [1,\n")
+    with pytest.raises(ConfigError, match=r"riskcockpit\.yaml: line \d+ column \d+: invalid YAML"):
+        load_settings()
+
+
+def test_missing_config_dir(tmp_path):
+    with pytest.raises(ConfigError, match="config folder not found"):
+        load_settings(tmp_path / "nope")
+
+
+def test_scoring_error_names_file_indicator_and_field(config_dir):
+    path = config_dir / "scoring.yaml"
+    path.write_text(path.read_text().replace("params: {window: 10m, limit: 5}", "params: {window: soon, limit: 5}"))
+    with pytest.raises(ConfigError) as info:
+        load_scoring_config(config_dir)
+    message = str(info.value)
+    assert str(path) in message and "count_velocity.params.window:" in message and "'soon'" in message
+
+
+def test_scoring_unknown_indicator_and_bad_tiers(config_dir):
+    path = config_dir / "scoring.yaml"
+    path.write_text("tiers: {watch: 60, review: 50, critical: 90}\nindicators:\n  velocity_of_light: {weight: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_scoring_config(config_dir)
+    message = str(info.value)
+    assert "tiers: must ascend" in message
+    assert "velocity_of_light: unknown indicator" in message
+
+
+def test_default_scoring_config_hash_is_stable(config_dir):
+    assert load_scoring_config(config_dir).hash == load_scoring_config(DEFAULT_CONFIG_DIR).hash
+    path = config_dir / "scoring.yaml"
+    path.write_text(path.read_text().replace("watch: 30", "watch: 31"))
+    assert load_scoring_config(config_dir).hash != load_scoring_config(DEFAULT_CONFIG_DIR).hash
