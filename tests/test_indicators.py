@@ -89,7 +89,7 @@ def test_structuring_counts_only_just_under_and_forgets_after_window():
 
 
 def test_novelty_remembers_a_bounded_set():
-    ind, state = NewDevice(min_history=1, memory=2), {}
+    ind, state = NewDevice(min_history=1, memory=2, fresh=0), {}
     for minute, device in enumerate("abc"):
         ind.evaluate(state, tx_at(minute, device_id=device))
     assert ind.evaluate(state, tx_at(9, device_id="a")).hit  # forgotten: only b, c remembered
@@ -100,7 +100,19 @@ def test_duplicate_value_does_not_grow_novelty_state():
     ind, state = NewCountry(), {}
     for minute in range(50):
         ind.evaluate(state, tx_at(minute, country="CN"))
-    assert state["seen"] == ["CN"] and state["n"] == 50
+    assert [item[0] for item in state["seen"]] == ["CN"] and state["n"] == 50
+
+
+def test_burst_from_a_new_device_hits_throughout_its_fresh_window():
+    ind, state = NewDevice(min_history=2, fresh="30m"), {}
+    for minute in range(3):
+        ind.evaluate(state, tx_at(minute, device_id="home"))
+    assert [ind.evaluate(state, tx_at(m, device_id="evil")).hit for m in (10, 12, 39, 41)] == [True, True, True, False]
+
+
+def test_device_first_seen_without_history_never_becomes_fresh():
+    ind, state = NewDevice(min_history=2, fresh="30m"), {}
+    assert [ind.evaluate(state, tx_at(m, device_id="first")).hit for m in range(5)] == [False] * 5
 
 
 def test_unusual_hour_uses_local_time():
