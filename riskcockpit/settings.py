@@ -10,11 +10,13 @@ plus three short names operators expect: ``RISKCOCKPIT_KAFKA`` (bootstrap server
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
@@ -57,6 +59,16 @@ class KafkaSettings(_Section):
 class StoreSettings(_Section):
     url: str | None = Field(None, description="http(s)://user:pass@host:8123/db of a ClickHouse server")
     database: str = Field("riskcockpit", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _database_from_url(self):
+        # A URL that names a database wins: operators write one URL, not two settings.
+        path = urlparse(self.url).path.strip("/") if self.url else ""
+        if path:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", path):
+                raise ValueError(f"database {path!r} in the URL is not a plain identifier")
+            object.__setattr__(self, "database", path)
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -59,8 +59,13 @@ def create_app(settings: Settings) -> faust.App:
         broker=f"kafka://{settings.kafka.servers}",
         store="memory://",  # tables are rebuilt from their changelog topics at start
         topic_partitions=partitions,
-        key_serializer="raw",
-        value_serializer="json",  # the accounts table; topics carry raw bytes (set per topic)
+        # JSON for the accounts table, keys included: recovery decodes changelog keys with the
+        # app's key codec, so raw keys would not round-trip. Topics carry raw bytes (per topic).
+        key_serializer="json",
+        value_serializer="json",
+        # A crashed worker's partitions move to the survivors (or its restart) after this long.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         web_enabled=settings.worker.web_port is not None,
         web_port=settings.worker.web_port or 6066,
         datadir=str(settings.data_dir / "faust"),
@@ -75,7 +80,6 @@ def create_app(settings: Settings) -> faust.App:
     dlq = raw_topic(topics.DLQ)
     scores = raw_topic(topics.SCORES)
     alerts = raw_topic(topics.ALERTS)
-    # Keyed by the account id's bytes: the raw key codec gives back bytes after recovery too.
     accounts = app.Table("accounts", default=None, partitions=partitions)
 
     @app.agent(source)
@@ -91,9 +95,9 @@ def create_app(settings: Settings) -> faust.App:
             if message.key != key or owning_partition(key, partitions) != message.partition:
                 await repartition.send(key=key, value=message.value)
                 continue
-            state = accounts.get(key) or {}
+            state = accounts.get(tx.account_id) or {}
             record = scorer.score(tx, state, (message.partition, message.offset))
-            accounts[key] = state
+            accounts[tx.account_id] = state
             payload = json.dumps(record, separators=(",", ":")).encode()
             await scores.send(key=key, value=payload)
             if record["tier"]:
@@ -108,6 +112,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     from riskcockpit.broker import ensure_topics
 
     ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = create_app(settings)
     log.info("scoring config %s, %d indicators", app.scorer.config_hash, len(app.scorer.indicators))
     sys.argv = ["riskcockpit-worker", "worker", "--loglevel", loglevel,

@@ -89,6 +89,12 @@ class Processes:
         return "\n".join((self.root / f"{n}-{i}.log").read_text(errors="replace")
                          for i, (n, _) in enumerate(self.procs) if n == name)
 
+    def assert_alive(self) -> None:
+        for i, (name, proc) in enumerate(self.procs):
+            if proc.poll() is not None and proc.returncode not in (0, -9, -15):
+                tail = (self.root / f"{name}-{i}.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{tail}")
+
     def stop_all(self) -> None:
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
@@ -108,10 +114,13 @@ def processes(tmp_path):
     procs.stop_all()
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition", processes=None):
+    """Poll until ``predicate()`` is truthy; fail at once if one of ``processes`` died."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
+        if processes is not None:
+            processes.assert_alive()
         last = predicate()
         if last:
             return last

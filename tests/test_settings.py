@@ -31,6 +31,7 @@ def test_environment_overrides_file(config_dir, monkeypatch):
     s = load_settings()
     assert s.kafka.servers == "broker-a:9092,broker-b:9092" and not s.kafka.embedded
     assert s.store.url == "http://u:p@ch:8123/risk" and s.sink.batch_size == 123
+    assert s.store.database == "risk"  # the URL's database wins over store.database
 
 
 def test_flags_beat_environment(config_dir, monkeypatch):
