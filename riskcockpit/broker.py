@@ -234,8 +234,16 @@ def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeo
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another process won the race
-        described = admin.describe_topics(list(names))
-        wrong = {t["topic"]: len(t["partitions"]) for t in described if len(t["partitions"]) != partitions}
+        # A topic created a moment ago may not be described yet (error code 3): ask again.
+        while True:
+            described = admin.describe_topics(list(names))
+            pending = [t["name"] for t in described if t["error_code"] != 0]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise BrokerError(f"topics not ready on {bootstrap}: {pending}")
+            time.sleep(0.5)
+        wrong = {t["name"]: len(t["partitions"]) for t in described if len(t["partitions"]) != partitions}
         if wrong:
             raise BrokerError(
                 f"topics with a partition count other than kafka.partitions={partitions}: {wrong}; "
