@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import indicators  # noqa: F401  (registers the library)
-from indicators.anomaly import AnomalyModel, AnomalyParams
 from indicators.base import REGISTRY, Indicator, Signal
+from indicators.models import ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction
 
@@ -56,8 +56,8 @@ class ScoringConfig(BaseModel):
 
     tiers: Tiers = Tiers()
     indicators: dict[str, IndicatorConfig]
-    model: AnomalyParams = AnomalyParams()
-    dedup_memory: int = Field(16, ge=0, le=1000, description="recent decisions kept per account to answer redeliveries")
+    models: ModelParams = ModelParams()
+    dedup_memory: int = Field(8, ge=0, le=100, description="recent decisions kept per account to answer redeliveries")
 
     @field_validator("indicators")
     @classmethod
@@ -108,7 +108,13 @@ class Scorer:
             for name, item in config.indicators.items()
             if item.enabled
         ]
-        self.model = AnomalyModel(config.model) if config.model.enabled else None
+        # One model set per source partition: it moves, and is checkpointed, with the partition.
+        self.models: dict[int, ModelSet] = {}
+
+    def model_set(self, partition: int) -> ModelSet:
+        if partition not in self.models:
+            self.models[partition] = ModelSet(self.config.models)
+        return self.models[partition]
 
     def score(self, tx: Transaction, state: dict, source: tuple[int, int] = (-1, -1)) -> dict[str, Any]:
         recent = state.setdefault("recent", {})
@@ -117,22 +123,27 @@ class Scorer:
         per_indicator = state.setdefault("ind", {})
         signals = [ind.evaluate(per_indicator.setdefault(ind.name, {}), tx) for ind, _ in self.indicators]
         contributions = [(sig, weight if sig.hit else 0.0) for sig, (_, weight) in zip(signals, self.indicators)]
-        model_signal = None
-        if self.model is not None:
-            model_signal = self.model.score_one(tx, signals)
-            contributions.append((model_signal, self.config.model.weight * self.model.strength(model_signal)))
+        x = features(tx, signals, self.config.models.utc_offset_hours)
+        models = self.model_set(source[0])
+        out = models.score_one(x)
+        contributions += [models.anomaly_signal(out), models.supervised_signal(out)]
         remaining = 1.0
         for _, points in contributions:
             remaining *= 1 - points / 100
         score = round(100 * (1 - remaining), 2)
-        record = self._record(tx, score, contributions, model_signal, source)
+        record = self._record(tx, score, contributions, out, source)
+        record["features"] = x
         if self.config.dedup_memory:
             recent[tx.tx_id] = record
             for old in list(recent)[: -self.config.dedup_memory]:
                 del recent[old]
         return record
 
-    def _record(self, tx, score, contributions, model_signal, source) -> dict[str, Any]:
+    def feedback(self, record: dict[str, Any], is_fraud: bool) -> None:
+        """Teach the supervised model one disposition, from the features stored with the decision."""
+        self.model_set(record.get("source_partition", -1)).feedback(record["features"], is_fraud)
+
+    def _record(self, tx, score, contributions, out, source) -> dict[str, Any]:
         reasons = [
             {"indicator": sig.name, "value": sig.value, "contribution": round(points, 2), "reason": sig.reason}
             for sig, points in sorted(contributions, key=lambda c: -c[1])
@@ -153,7 +164,8 @@ class Scorer:
             "score": score,
             "tier": self.config.tiers.tier(score),
             "reasons": reasons,
-            "model_score": model_signal.value if model_signal and model_signal.value is not None else 0.0,
+            "model_score": out["anomaly"] or 0.0,
+            "fraud_probability": out["fraud_probability"] if out["fraud_probability"] is not None else -1.0,
             "config_hash": self.config_hash,
             "scenario": str(tx.attributes.get("scenario", "")),
             "source_partition": source[0],

@@ -26,9 +26,11 @@ log = logging.getLogger("riskcockpit.sink")
 
 SCORE_COLUMNS = ("tx_id", "account_id", "ts", "amount", "currency", "channel", "direction", "country",
                  "merchant_id", "counterparty_id", "device_id", "score", "tier", "reasons", "model_score",
-                 "config_hash", "scenario", "source_partition", "source_offset", "scored_at")
+                 "fraud_probability", "features", "config_hash", "scenario", "source_partition", "source_offset",
+                 "scored_at")
 ALERT_COLUMNS = ("alert_id", "tx_id", "account_id", "ts", "amount", "currency", "channel", "country", "score",
-                 "tier", "reasons", "model_score", "config_hash", "scenario", "scored_at")
+                 "tier", "reasons", "model_score", "fraud_probability", "features", "config_hash", "scenario",
+                 "scored_at")
 DLQ_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at")
 ACTION_COLUMNS = ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at")
 TABLES = {"scores": SCORE_COLUMNS, "alerts": ALERT_COLUMNS, "dlq": DLQ_COLUMNS, "actions": ACTION_COLUMNS}
@@ -39,8 +41,10 @@ def _time(value: str) -> datetime:
 
 
 def _result_row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
-    row = dict(record, alert_id=record["tx_id"], ts=_time(record["ts"]), scored_at=_time(record["scored_at"]),
-               reasons=json.dumps(record["reasons"], ensure_ascii=False))
+    row = dict({"fraud_probability": -1.0, "features": {}}, **record)
+    row.update(alert_id=record["tx_id"], ts=_time(record["ts"]), scored_at=_time(record["scored_at"]),
+               reasons=json.dumps(record["reasons"], ensure_ascii=False),
+               features=json.dumps(row["features"], separators=(",", ":")))
     return [row[c] for c in columns]
 
 

@@ -7,7 +7,12 @@
 | transactions.dlq | original key | original bytes; reason and source in headers | worker | sink |
 | risk.scores | account_id | score record JSON (indicators.scoring) | worker | sink |
 | risk.alerts | account_id | score record of tier >= 1 | worker | sink, notifiers |
-| risk.actions | alert_id | acknowledge / disposition by a person | cockpit | sink |
+| risk.actions | alert_id | acknowledge / disposition by a person | cockpit | sink, notifier |
+| risk.silences | silence_id | newest version of a silence (compacted) | `riskcockpit silence` | notifier, sink |
+| risk.notifications | receiver + group | notification job | notifier | delivery loop |
+| risk.notifications.dlq | receiver + group | job that never got through, with the last error | delivery loop | people |
+| risk.deliveries | notification_id | one delivery attempt | delivery loop | sink |
+| risk.dispositions | account_id | {tx_id, account_id, label, features?}: what the supervised model learns | cockpit, replayed labels | worker |
 """
 
 TRANSACTIONS = "transactions"
@@ -16,10 +21,17 @@ DLQ = "transactions.dlq"
 SCORES = "risk.scores"
 ALERTS = "risk.alerts"
 ACTIONS = "risk.actions"
+SILENCES = "risk.silences"
+NOTIFICATIONS = "risk.notifications"
+NOTIFICATIONS_DLQ = "risk.notifications.dlq"
+DELIVERIES = "risk.deliveries"
+DISPOSITIONS = "risk.dispositions"
 
-ALL = (TRANSACTIONS, REPARTITION, DLQ, SCORES, ALERTS, ACTIONS)
+ALL = (TRANSACTIONS, REPARTITION, DLQ, SCORES, ALERTS, ACTIONS, DISPOSITIONS)
 # What the sink copies into ClickHouse.
-SINK_TOPICS = (SCORES, ALERTS, DLQ, ACTIONS)
+SINK_TOPICS = (SCORES, ALERTS, DLQ, ACTIONS, SILENCES, DELIVERIES)
+# The notifier's topics; it creates them itself (risk.silences compacted), see alerting.bus.
+ALERTING = (SILENCES, NOTIFICATIONS, NOTIFICATIONS_DLQ, DELIVERIES)
 
 # Headers of a DLQ record: the value stays byte-for-byte what the producer sent.
 H_REASON = "x-dlq-reason"

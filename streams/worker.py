@@ -12,6 +12,12 @@ Read top to bottom, this is the pipeline of one transaction:
    (:class:`indicators.scoring.Scorer`) scores the transaction and updates the state.
 5. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
 
+Analysts' dispositions arrive on ``risk.dispositions``, keyed by account like the transactions,
+so they reach the worker that owns the account's partition and teach that partition's
+supervised model. Each partition's models are checkpointed into the changelog-backed table
+``models`` every ``checkpoint_every`` transactions and restored from it when the partition is
+(re)assigned; what was learned since the last checkpoint is lost on a crash.
+
 Delivery is at-least-once: after a crash Faust replays from the last committed offset. The
 scorer answers a redelivered ``tx_id`` with its earlier decision and the sink stores each
 ``tx_id`` once, so the replay changes nothing downstream.
@@ -19,6 +25,7 @@ scorer answers a redelivered ``tx_id`` with its earlier decision and the sink st
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
@@ -26,6 +33,7 @@ import sys
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 
+from indicators.models import ModelSet
 from indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.settings import Settings
 from streams import topics
@@ -75,17 +83,52 @@ def create_app(settings: Settings) -> faust.App:
     def raw_topic(*names):
         return app.topic(*names, partitions=partitions, key_serializer="raw", value_serializer="raw")
 
-    source = raw_topic(topics.TRANSACTIONS, topics.REPARTITION)
+    source = raw_topic(topics.TRANSACTIONS, topics.REPARTITION, topics.DISPOSITIONS)
     repartition = raw_topic(topics.REPARTITION)
     dlq = raw_topic(topics.DLQ)
     scores = raw_topic(topics.SCORES)
     alerts = raw_topic(topics.ALERTS)
     accounts = app.Table("accounts", default=None, partitions=partitions)
+    models = app.Table("models", default=None, partitions=partitions)  # partition -> checkpoint
+
+    def partition_models(partition: int) -> ModelSet:
+        if partition not in scorer.models:
+            blob = models.get(str(partition))
+            if blob:
+                scorer.models[partition] = ModelSet.loads(base64.b64decode(blob), scorer.config.models)
+                log.info("partition %d: models restored (%d transactions seen)", partition,
+                         scorer.models[partition].seen)
+        return scorer.model_set(partition)
+
+    @app.on_partitions_revoked.connect
+    async def forget_models(app, revoked, **kwargs):
+        # Another worker may advance these models; take the checkpoint again if they come back.
+        for tp in revoked:
+            scorer.models.pop(tp.partition, None)
+
+    def learn_disposition(message) -> None:
+        try:
+            item = json.loads(message.value)
+            label = item["label"]
+            if label not in ("confirmed_fraud", "false_positive"):
+                raise ValueError(f"label {label!r} is not confirmed_fraud or false_positive")
+            account = item["account_id"]
+            known = ((accounts.get(account) or {}).get("recent") or {}).get(item["tx_id"], {})
+            x = item.get("features") or known.get("features")
+            if not x:
+                raise ValueError(f"no features for {item['tx_id']}: not among recent decisions and none given")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("disposition at %s/%d/%d ignored: %s", message.topic, message.partition, message.offset, exc)
+            return
+        partition_models(message.partition).feedback(x, label == "confirmed_fraud")
 
     @app.agent(source)
     async def score(stream):
         async for event in stream.events():
             message = event.message
+            if message.topic == topics.DISPOSITIONS:
+                learn_disposition(message)
+                continue
             try:
                 tx = parse_transaction(event.value, settings.worker.max_record_bytes)
             except InvalidRecord as exc:
@@ -96,8 +139,11 @@ def create_app(settings: Settings) -> faust.App:
                 await repartition.send(key=key, value=message.value)
                 continue
             state = accounts.get(tx.account_id) or {}
+            partition_set = partition_models(message.partition)
             record = scorer.score(tx, state, (message.partition, message.offset))
             accounts[tx.account_id] = state
+            if partition_set.due_for_checkpoint():
+                models[str(message.partition)] = base64.b64encode(partition_set.dumps()).decode()
             payload = json.dumps(record, separators=(",", ":")).encode()
             await scores.send(key=key, value=payload)
             if record["tier"]:

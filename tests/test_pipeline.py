@@ -170,3 +170,67 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
     delivered = sum(1 for _ in consumer)
     consumer.close()
     assert delivered >= total  # redeliveries may repeat in the topic; the store shows each once
+
+
+def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka, env, processes, tmp_path,
+                                                                    monkeypatch):
+    """One partition, so every disposition reaches the same model set; a checkpoint every 200."""
+    import shutil
+
+    import yaml
+
+    from riskcockpit.settings import DEFAULT_CONFIG_DIR
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)
+    scoring = yaml.safe_load((config_dir / "scoring.yaml").read_text())
+    scoring["models"]["checkpoint_every"] = 200
+    scoring["models"]["supervised"]["min_labels"] = 2
+    (config_dir / "scoring.yaml").write_text(yaml.safe_dump(scoring))
+    for key, value in {"RISKCOCKPIT_KAFKA": fresh_kafka.bootstrap, "RISKCOCKPIT_KAFKA__PARTITIONS": "1",
+                       "RISKCOCKPIT_CONFIG_DIR": str(config_dir)}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(**{"sink.max_wait_ms": 200})
+    ensure_topics(settings.kafka.servers, 1, topics.ALL)
+    client = connect(settings)
+    migrate(client, settings.store.database)
+    sink = Sink(settings, client)
+    thread = sink.start_thread()
+    db = settings.store.database
+    worker_env = {"RISKCOCKPIT_KAFKA": fresh_kafka.bootstrap, "RISKCOCKPIT_KAFKA__PARTITIONS": "1",
+                  "RISKCOCKPIT_CONFIG_DIR": str(config_dir), "RISKCOCKPIT_DATA_DIR": str(tmp_path / "w")}
+
+    def scored(where="1"):
+        return client.query(f"SELECT count() FROM {db}.scores FINAL WHERE {where}").result_rows[0][0]
+
+    try:
+        stream = generated(1000, seed=31)
+        produce(settings.kafka.servers, stream[:600])
+        worker = processes.start("worker", ["worker"], worker_env)
+        wait_for(lambda: scored() >= 600, timeout=120, what="600 scores", processes=processes)
+        latest = client.query(f"SELECT tx_id, account_id FROM {db}.scores FINAL ORDER BY source_offset DESC "
+                              "LIMIT 6").result_rows
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
+        for i, (tx_id, account) in enumerate(latest):
+            label = "confirmed_fraud" if i % 2 else "false_positive"
+            producer.send(topics.DISPOSITIONS, key=account.encode(), value=json.dumps(
+                {"tx_id": tx_id, "account_id": account, "label": label}).encode())
+        producer.send(topics.DISPOSITIONS, key=b"x", value=b'{"tx_id": "nope", "account_id": "x", "label": "maybe"}')
+        producer.flush()
+        producer.close()
+        produce(settings.kafka.servers, stream[600:900])  # passes a checkpoint after the dispositions
+        wait_for(lambda: scored() >= 900, timeout=120, what="900 scores", processes=processes)
+        taught = client.query(f"SELECT count() FROM {db}.scores FINAL WHERE fraud_probability >= 0").result_rows[0][0]
+        assert taught > 0, "the supervised model never contributed after six dispositions"
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        processes.start("worker", ["worker"], worker_env)
+        produce(settings.kafka.servers, stream[900:])
+        wait_for(lambda: scored() >= 1000, timeout=120, what="1000 scores", processes=processes)
+        restarted_log = processes.log("worker").split("models restored")
+        assert len(restarted_log) > 1, "the restarted worker did not restore its models"
+        assert scored("source_offset >= 900 AND fraud_probability >= 0") == 100  # still taught after restart
+        assert "label 'maybe' is not confirmed_fraud or false_positive" in processes.log("worker")
+    finally:
+        sink.stop()
+        thread.join(10)

@@ -14,7 +14,7 @@ from streams.generator import SyntheticStream
 
 def scorer(**indicators):
     config = {"indicators": {n: {"weight": w, "params": p} for n, (w, p) in indicators.items()},
-              "model": {"enabled": False}}
+              "models": {"anomaly": {"enabled": False}, "supervised": {"enabled": False}}}
     return Scorer(ScoringConfig.model_validate(config))
 
 
@@ -48,7 +48,7 @@ def test_redelivered_transaction_gets_the_same_decision_and_leaves_state_alone()
 
 
 def test_recent_decisions_are_bounded():
-    s = Scorer(ScoringConfig.model_validate({"indicators": {}, "model": {"enabled": False}, "dedup_memory": 4}))
+    s = Scorer(ScoringConfig.model_validate({"indicators": {}, "models": {"anomaly": {"enabled": False}, "supervised": {"enabled": False}}, "dedup_memory": 4}))
     state = {}
     for minute in range(10):
         s.score(tx_at(minute, tx_id=f"x{minute}"), state)
