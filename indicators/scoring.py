@@ -51,11 +51,42 @@ class IndicatorConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class Rule(BaseModel):
+    """A hard rule: when it matches, the tier is at least ``min_tier`` whatever the score."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    field: str | None = Field(None, description="a transaction field, e.g. country")
+    values: list[str] = Field(default_factory=list, description="the rule matches when the field is one of these")
+    indicator: str | None = Field(None, description="or: the rule matches when this indicator hits")
+    min_tier: int = Field(ge=1, le=3)
+
+    @model_validator(mode="after")
+    def _one_condition(self):
+        if (self.field is None) == (self.indicator is None):
+            raise ValueError("give either field + values, or indicator")
+        if self.field is not None:
+            from streams.contract import Transaction as _T
+
+            if self.field not in _T.model_fields or self.field == "attributes":
+                raise ValueError(f"field {self.field!r} is not a transaction field")
+            if not self.values:
+                raise ValueError("field rules need values")
+        return self
+
+    def matches(self, tx: Transaction, hits: set[str]) -> bool:
+        if self.indicator is not None:
+            return self.indicator in hits
+        return str(getattr(tx, self.field)) in self.values
+
+
 class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tiers: Tiers = Tiers()
     indicators: dict[str, IndicatorConfig]
+    rules: list[Rule] = Field(default_factory=list)
     models: ModelParams = ModelParams()
     dedup_memory: int = Field(8, ge=0, le=100, description="recent decisions kept per account to answer redeliveries")
 
@@ -77,6 +108,13 @@ class ScoringConfig(BaseModel):
             raise ValueError("\n  - ".join(["", *problems]).removeprefix("\n  - ") if len(problems) == 1
                              else "several problems:" + "\n  - ".join(["", *problems]))
         return indicators
+
+    @model_validator(mode="after")
+    def _rules_name_enabled_indicators(self):
+        for rule in self.rules:
+            if rule.indicator and not (rule.indicator in self.indicators and self.indicators[rule.indicator].enabled):
+                raise ValueError(f"rules.{rule.name}: indicator {rule.indicator!r} is not an enabled indicator")
+        return self
 
     @property
     def hash(self) -> str:
@@ -132,6 +170,13 @@ class Scorer:
             remaining *= 1 - points / 100
         score = round(100 * (1 - remaining), 2)
         record = self._record(tx, score, contributions, out, source)
+        hits = {sig.name for sig, points in contributions if sig.hit}
+        for rule in self.config.rules:
+            if rule.matches(tx, hits) and rule.min_tier > record["tier"]:
+                # Rules only raise the tier: the score stays what the evidence says.
+                record["tier"] = rule.min_tier
+                record["reasons"].insert(0, {"indicator": f"rule:{rule.name}", "value": None, "contribution": 0.0,
+                                             "reason": f"hard rule {rule.name}: tier at least {rule.min_tier}"})
         record["features"] = x
         if self.config.dedup_memory:
             recent[tx.tx_id] = record

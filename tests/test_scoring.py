@@ -84,3 +84,30 @@ def test_default_library_separates_generated_frauds_from_normal_traffic():
     for scenario in ("account_takeover", "card_testing", "structuring", "mule"):
         assert tiered_share(scenario) > 3 * normal, (scenario, dict(tiers[scenario]))
     assert {t for counts in tiers.values() for t in counts} >= {1, 2, 3}
+
+
+def test_hard_rule_raises_the_tier_and_says_why():
+    config = ScoringConfig.model_validate({
+        "indicators": {"large_amount": {"weight": 10, "params": {"threshold": 100}}},
+        "rules": [{"name": "sanctioned_country", "field": "country", "values": ["KP"], "min_tier": 3},
+                  {"name": "big_means_review", "indicator": "large_amount", "min_tier": 2}],
+        "models": {"anomaly": {"enabled": False}, "supervised": {"enabled": False}},
+    })
+    s = Scorer(config)
+    sanctioned = s.score(tx_at(0, 5, country="KP"), {})
+    assert sanctioned["tier"] == 3 and sanctioned["score"] == 0
+    assert sanctioned["reasons"][0]["indicator"] == "rule:sanctioned_country"
+    big = s.score(tx_at(1, 500, country="CN"), {})
+    assert big["tier"] == 2 and big["score"] == 10
+    assert s.score(tx_at(2, 5, country="CN"), {})["tier"] == 0
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"name": "r", "field": "country", "values": ["KP"], "indicator": "large_amount", "min_tier": 3}, "either"),
+    ({"name": "r", "field": "planet", "values": ["Mars"], "min_tier": 3}, "not a transaction field"),
+    ({"name": "r", "indicator": "new_device", "min_tier": 3}, "not an enabled indicator"),
+    ({"name": "r", "field": "country", "values": ["KP"], "min_tier": 4}, "less than or equal to 3"),
+])
+def test_bad_rules_are_refused(rule, message):
+    with pytest.raises(ValueError, match=message):
+        ScoringConfig.model_validate({"indicators": {"large_amount": {"weight": 10}}, "rules": [rule]})
