@@ -29,7 +29,8 @@ test: bootstrap
 	$(BIN)/python -m pytest
 
 bench: bootstrap
-	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/scoring_core.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) broker/lib .data

@@ -1,0 +1,27 @@
+"""The baseline: a Faust agent that copies ``transactions`` to ``bench.passthrough`` unchanged.
+
+Same broker, same Faust settings as the worker, no parsing, no state, no scoring: what one Faust
+worker costs by itself.
+"""
+
+import os
+import sys
+
+import faust
+
+app = faust.App("bench-passthrough", broker=f"kafka://{os.environ['RISKCOCKPIT_KAFKA']}", store="memory://",
+                topic_partitions=int(os.environ.get("RISKCOCKPIT_KAFKA__PARTITIONS", "4")), web_enabled=False,
+                producer_linger_ms=5, stream_buffer_maxsize=16384)
+source = app.topic("transactions", key_serializer="raw", value_serializer="raw")
+sink = app.topic("bench.passthrough", key_serializer="raw", value_serializer="raw")
+
+
+@app.agent(source)
+async def copy(stream):
+    async for event in stream.events():
+        await sink.send(key=event.message.key, value=event.message.value)
+
+
+if __name__ == "__main__":
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+    app.main()

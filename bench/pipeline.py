@@ -1,0 +1,135 @@
+"""End-to-end numbers on one machine: broker and worker start-up, transactions/s through Kafka
+and one worker next to a pass-through Faust agent on the same broker, and decision latency.
+
+    python bench/pipeline.py [--count 30000] [--rates 500,1500,3000] [--seconds 15]
+
+Printed, not asserted: these machines are noisy; compare the ratio, measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from riskcockpit.broker import EmbeddedBroker, ensure_topics, free_port
+from streams import topics
+from streams.generator import SyntheticStream, pace
+
+HERE = Path(__file__).resolve().parent
+
+
+def output_times(bootstrap: str, topic: str, expected: int, timeout: float) -> list[tuple[int, int, int]]:
+    """(timestamp ms, source partition, source offset) of ``expected`` records of ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=1000)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_beginning()
+    seen, deadline = [], time.monotonic() + timeout
+    while len(seen) < expected and time.monotonic() < deadline:
+        for message in consumer:
+            source = (-1, -1)
+            if topic == topics.SCORES:
+                record = json.loads(message.value)
+                source = (record["source_partition"], record["source_offset"])
+            seen.append((message.timestamp, *source))
+            if len(seen) >= expected:
+                break
+    consumer.close()
+    return seen
+
+
+def rate(times: list[tuple[int, int, int]]) -> float:
+    stamps = sorted(t[0] for t in times)
+    # Skip the first and last 5 %: start-up and the tail say nothing about steady throughput.
+    lo, hi = stamps[len(stamps) // 20], stamps[-len(stamps) // 20 - 1]
+    return (len(stamps) * 0.9) / max((hi - lo) / 1000, 1e-9)
+
+
+def spawn(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=30_000)
+    parser.add_argument("--rates", default="500,1500,3000")
+    parser.add_argument("--seconds", type=float, default=15)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rc-bench-"))
+    broker = EmbeddedBroker(work / "kafka", port=free_port(), controller_port=free_port(), partitions=4)
+    t0 = time.monotonic()
+    broker.start()
+    print(f"broker start-up                 {time.monotonic() - t0:8.1f} s")
+    bootstrap = broker.bootstrap
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKCOCKPIT_")} | {
+        "RISKCOCKPIT_KAFKA": bootstrap, "RISKCOCKPIT_DATA_DIR": str(work / "data")}
+    procs = []
+    try:
+        ensure_topics(bootstrap, 4, topics.ALL + ("bench.passthrough",))
+        start = datetime.now(UTC) - timedelta(hours=2)
+        stream = SyntheticStream(seed=1, accounts=20_000, rate=20, start=start, fraud_share=0.01)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
+        for record in stream.take(args.count):
+            producer.send(topics.TRANSACTIONS, key=record["account_id"].encode(), value=json.dumps(record).encode())
+        producer.flush()
+        print(f"backlog produced                {args.count:8d} tx")
+
+        procs.append(spawn([sys.executable, str(HERE / "passthrough.py")], env))
+        passthrough = rate(output_times(bootstrap, "bench.passthrough", args.count, 600))
+        os.killpg(procs[-1].pid, signal.SIGTERM)
+        procs[-1].wait()
+        print(f"pass-through Faust agent        {passthrough:8.0f} tx/s")
+
+        t0 = time.monotonic()
+        procs.append(spawn([sys.executable, "-m", "riskcockpit", "worker", "--loglevel", "warn"], env))
+        first = output_times(bootstrap, topics.SCORES, 1, 300)
+        print(f"worker start-up to first score  {time.monotonic() - t0:8.1f} s")
+        worker = rate(output_times(bootstrap, topics.SCORES, args.count, 900))
+        print(f"riskcockpit worker (1 process)  {worker:8.0f} tx/s   = {worker / passthrough:.0%} of pass-through")
+
+        live = SyntheticStream(seed=2, accounts=20_000, rate=20, fraud_share=0.01)
+        offset_base = args.count
+        for offered in [float(r) for r in args.rates.split(",")]:
+            sent_at = {}
+            n = 0
+            for record in pace(iter(live), offered, args.seconds):
+                future = producer.send(topics.TRANSACTIONS, key=record["account_id"].encode(),
+                                       value=json.dumps(record).encode())
+                n += 1
+                sent_at[n] = future
+            producer.flush()
+            sources = {}
+            for future in sent_at.values():
+                meta = future.get(30)
+                sources[(meta.partition, meta.offset)] = meta.timestamp
+            scores = output_times(bootstrap, topics.SCORES, offset_base + n, 600)
+            latencies = sorted(ts - sources[(p, o)] for ts, p, o in scores if (p, o) in sources)
+            offset_base += n
+            if latencies:
+                p50 = statistics.median(latencies)
+                p99 = latencies[int(len(latencies) * 0.99) - 1]
+                print(f"decision latency @ {offered:5.0f} tx/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   "
+                      f"({len(latencies)} tx over {args.seconds:.0f} s)")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

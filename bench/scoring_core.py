@@ -1,0 +1,56 @@
+"""The scoring core on one core: µs per transaction, with and without the online models, next to
+what validating the record alone costs, all in one run.
+
+    python bench/scoring_core.py [--count 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from datetime import UTC, datetime
+
+from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.settings import DEFAULT_CONFIG_DIR
+from streams.contract import Transaction, parse_transaction
+from streams.generator import SyntheticStream
+
+
+def timed(label: str, fn, n: int) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    us = (time.perf_counter() - t0) / n * 1e6
+    print(f"{label:<44} {us:8.1f} µs/tx  {1e6 / us:9.0f} tx/s")
+    return us
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=50_000)
+    args = parser.parse_args()
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    raw = [json.dumps(r).encode() for r in SyntheticStream(seed=3, accounts=20_000, rate=5, start=start,
+                                                            fraud_share=0.02).take(args.count)]
+    txs = [Transaction.model_validate_json(r) for r in raw]
+    config = load_scoring_config(DEFAULT_CONFIG_DIR)
+    no_models = config.model_copy(update={"models": config.models.model_copy(update={
+        "anomaly": config.models.anomaly.model_copy(update={"enabled": False}),
+        "supervised": config.models.supervised.model_copy(update={"enabled": False})})})
+    print(f"{len(config.indicators)} indicators, {args.count} transactions of the generator, one core\n")
+    validate = timed("parse + validate (streams.contract)", lambda: [parse_transaction(r) for r in raw], len(raw))
+
+    def run(cfg):
+        scorer, states = Scorer(cfg), {}
+        return lambda: [scorer.score(tx, states.setdefault(tx.account_id, {})) for tx in txs]
+
+    indicators_only = timed("indicators only (models off)", run(no_models), len(txs))
+    full = timed("indicators + anomaly ensemble + supervised", run(config), len(txs))
+    print(f"\nmodels cost {full - indicators_only:.1f} µs/tx; validation is {validate / (full + validate):.0%} "
+          f"of validate+score; target: core >= 20,000 tx/s (<= 50 µs/tx)")
+
+
+if __name__ == "__main__":
+    main()
