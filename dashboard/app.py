@@ -226,8 +226,12 @@ def _acknowledge_form(lang: str) -> dbc.Row:
             dbc.Col(dbc.Input(id="ack-actor", type="text", size="sm", placeholder=t(lang, "actor_placeholder"),
                               persistence=True, persistence_type="local"), md=3),
             dbc.Col(dbc.Input(id="ack-comment", type="text", size="sm",
-                              placeholder=t(lang, "comment_placeholder")), md=5),
+                              placeholder=t(lang, "comment_placeholder")), md=3),
             dbc.Col(dbc.Button(t(lang, "ack_button"), id="ack-button", color="primary", size="sm",
+                               class_name="w-100"), md=2),
+            dbc.Col(dbc.Button(t(lang, "fraud_button"), id="dispo-fraud", color="danger", size="sm",
+                               class_name="w-100"), md=2),
+            dbc.Col(dbc.Button(t(lang, "fp_button"), id="dispo-fp", color="secondary", size="sm",
                                class_name="w-100"), md=2),
             dbc.Col(html.Div(id="ack-feedback", className="small"), md=12, class_name="mt-2"),
         ],
@@ -322,6 +326,8 @@ def _row(alert: dict) -> dict:
         "reasons_detail": detail,
         "scenario": alert["scenario"],
         "acknowledged": bool(alert["acknowledged"]),
+        # Kept with the row so a disposition can teach the model what this decision saw.
+        "features": alert.get("features") or "{}",
     }
 
 
@@ -400,7 +406,8 @@ def _register_language(app: dash.Dash, can_acknowledge: bool) -> None:
     ]
     if can_acknowledge:
         outputs += [Output("ack-actor", "placeholder"), Output("ack-comment", "placeholder"),
-                    Output("ack-button", "children")]
+                    Output("ack-button", "children"), Output("dispo-fraud", "children"),
+                    Output("dispo-fp", "children")]
 
     # Runs at start too: the switch remembers the analyst's choice, which may differ from settings.
     @app.callback(*outputs, Input("language", "value"))
@@ -410,7 +417,8 @@ def _register_language(app: dash.Dash, can_acknowledge: bool) -> None:
         result = ([t(lang, key) for key in keys], _tier_options(lang), _column_defs(lang),
                   _grid_options(lang, can_acknowledge))
         if can_acknowledge:
-            result += (t(lang, "actor_placeholder"), t(lang, "comment_placeholder"), t(lang, "ack_button"))
+            result += (t(lang, "actor_placeholder"), t(lang, "comment_placeholder"), t(lang, "ack_button"),
+                       t(lang, "fraud_button"), t(lang, "fp_button"))
         return result
 
 
@@ -422,20 +430,24 @@ def _register_acknowledge(app: dash.Dash, publish_action: Callable[[dict], Any])
         Output("alerts-grid", "deselectAll"),
         Output("ack-comment", "value"),
         Input("ack-button", "n_clicks"),
+        Input("dispo-fraud", "n_clicks"),
+        Input("dispo-fp", "n_clicks"),
         State("alerts-grid", "selectedRows"),
         State("ack-actor", "value"),
         State("ack-comment", "value"),
         State("language", "value"),
         prevent_initial_call=True,
     )
-    def acknowledge(_clicks: int, selected: list[dict] | None, actor: str | None, comment: str | None,
-                    lang: str) -> tuple:
+    def acknowledge(_ack: int, _fraud: int, _fp: int, selected: list[dict] | None, actor: str | None,
+                    comment: str | None, lang: str) -> tuple:
+        disposition = {"dispo-fraud": "confirmed_fraud", "dispo-fp": "false_positive"}.get(dash.ctx.triggered_id, "")
         actor = (actor or "").strip()
         if not actor:
             return t(lang, "ack_no_actor"), "small text-danger", True, dash.no_update, dash.no_update
         if not selected:
             return t(lang, "ack_no_selection"), "small text-danger", False, dash.no_update, dash.no_update
-        pending = [row for row in selected if not row.get("acknowledged")]
+        # A disposition may follow an acknowledgement; only a second acknowledgement is redundant.
+        pending = selected if disposition else [row for row in selected if not row.get("acknowledged")]
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         sent = 0
         try:
@@ -443,11 +455,13 @@ def _register_acknowledge(app: dash.Dash, publish_action: Callable[[dict], Any])
                 publish_action({
                     "action_id": uuid.uuid4().hex,
                     "alert_id": row["alert_id"],
-                    "action": "acknowledge",
-                    "disposition": "",
+                    "action": "disposition" if disposition else "acknowledge",
+                    "disposition": disposition,
                     "actor": actor,
                     "comment": (comment or "").strip(),
                     "at": at,
+                    "account_id": row.get("account_id", ""),
+                    "features": row.get("features", "{}"),
                 })
                 sent += 1
         # The producer's errors reach the analyst as text; the rows sent so far stay sent.
@@ -456,7 +470,7 @@ def _register_acknowledge(app: dash.Dash, publish_action: Callable[[dict], Any])
             if sent:
                 message = f"{t(lang, 'ack_done', n=sent)} {message}"
             return message, "small text-danger", False, dash.no_update, dash.no_update
-        message = t(lang, "ack_done", n=sent)
+        message = t(lang, "dispo_done" if disposition else "ack_done", n=sent)
         if len(pending) < len(selected):
             message += " " + t(lang, "ack_skipped", n=len(selected) - len(pending))
         return message, "small text-success", False, True, ""

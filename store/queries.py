@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
-Kind = Literal["alerts", "scores", "dlq", "actions"]
+Kind = Literal["alerts", "scores", "dlq", "actions", "deliveries"]
 
 # Columns each audit kind returns, in order; the audit CSV header is this list.
 AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -25,9 +25,11 @@ AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
                "scored_at"),
     "dlq": ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at"),
     "actions": ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at"),
+    "deliveries": ("attempt_id", "notification_id", "receiver", "receiver_type", "kind", "group_key", "attempt",
+                   "status_code", "latency_ms", "error", "outcome", "alert_ids", "attempted_at"),
 }
 # The time column each kind is filtered and ordered by.
-TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at"}
+TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at", "deliveries": "attempted_at"}
 
 
 def _rows(client: Client, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -83,7 +85,7 @@ def latest_alerts(client: Client, db: str, limit: int = 200, tier: int | None = 
         f"""SELECT a.alert_id AS alert_id, a.scored_at AS scored_at, a.ts AS ts, a.tier AS tier,
                    a.score AS score, a.account_id AS account_id, a.amount AS amount,
                    a.currency AS currency, a.channel AS channel, a.country AS country,
-                   a.reasons AS reasons, a.scenario AS scenario,
+                   a.reasons AS reasons, a.scenario AS scenario, a.features AS features,
                    a.alert_id IN (SELECT alert_id FROM {db}.actions FINAL) AS acknowledged
             FROM (SELECT * FROM {db}.alerts FINAL {where} ORDER BY scored_at DESC LIMIT {{limit:UInt32}}) AS a
             ORDER BY a.scored_at DESC""",

@@ -11,7 +11,12 @@ from streams import topics
 
 
 class ActionPublisher:
-    """Publishes an action to ``risk.actions`` keyed by alert; the sink stores it."""
+    """Publishes an action to ``risk.actions`` keyed by alert; the sink stores it.
+
+    A disposition (confirmed fraud / false positive) also goes to ``risk.dispositions``, keyed
+    by account so it reaches the worker that owns the account, with the features the decision
+    saw: the supervised model learns from them however late the analyst decides.
+    """
 
     REQUIRED = ("action_id", "alert_id", "action", "actor", "at")
 
@@ -22,14 +27,26 @@ class ActionPublisher:
 
     def publish(self, action: dict) -> None:
         missing = [k for k in self.REQUIRED if not action.get(k)]
+        if action.get("action") == "disposition":
+            if action.get("disposition") not in ("confirmed_fraud", "false_positive"):
+                raise ValueError(f"disposition {action.get('disposition')!r} is not confirmed_fraud or false_positive")
+            missing += [] if action.get("account_id") else ["account_id"]
         if missing:
             raise ValueError(f"action lacks {', '.join(missing)}")
         with self._lock:
             if self._producer is None:  # connect lazily: the cockpit must start even if Kafka is late
                 self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            future = self._producer.send(topics.ACTIONS, key=action["alert_id"].encode(),
-                                         value=json.dumps(action, ensure_ascii=False).encode())
-        future.get(timeout=10)  # the analyst must know the acknowledgement was recorded
+            stored = {k: v for k, v in action.items() if k not in ("account_id", "features")}
+            futures = [self._producer.send(topics.ACTIONS, key=action["alert_id"].encode(),
+                                           value=json.dumps(stored, ensure_ascii=False).encode())]
+            if action["action"] == "disposition":
+                features = action.get("features") or {}
+                futures.append(self._producer.send(topics.DISPOSITIONS, key=action["account_id"].encode(), value=json.dumps({
+                    "tx_id": action["alert_id"], "account_id": action["account_id"], "label": action["disposition"],
+                    "features": json.loads(features) if isinstance(features, str) else features,
+                    "actor": action["actor"], "at": action["at"]}, ensure_ascii=False).encode()))
+        for future in futures:
+            future.get(timeout=10)  # the analyst must know the action was recorded
 
     def close(self) -> None:
         with self._lock:

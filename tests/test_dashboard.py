@@ -294,3 +294,15 @@ def test_api_store_failure_is_503_json(store):
     for path in ("/api/kpis", "/api/audit/alerts"):
         response = http.get(path)
         assert response.status_code == 503 and "connection refused" in response.get_json()["error"]
+
+
+def test_disposition_buttons_publish_verdicts_with_account_and_features(http, published):
+    rows = _refresh_grid(http)[:2]
+    response = call(http, "ack-feedback.children", {
+        "dispo-fraud.n_clicks": 1, "alerts-grid.selectedRows": rows, "ack-actor.value": "bob",
+        "ack-comment.value": "customer confirmed", "language.value": "en",
+    })
+    assert "Recorded 2 disposition(s)" in response["ack-feedback"]["children"]
+    assert [(a["action"], a["disposition"], a["account_id"]) for a in published] == [
+        ("disposition", "confirmed_fraud", row["account_id"]) for row in rows]
+    assert all("features" in a for a in published)
