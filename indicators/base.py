@@ -81,9 +81,10 @@ class Indicator:
 
     def evaluate(self, state: dict, tx: Transaction) -> Signal:
         """Score, then learn: the order every caller must use so a tx never judges itself."""
-        missing = [field for field in self.requires if getattr(tx, field) is None]
-        if missing:
-            return Signal(self.name, None, False, f"not applicable: no {', '.join(missing)}")
+        for field in self.requires:
+            if getattr(tx, field) is None:
+                missing = [f for f in self.requires if getattr(tx, f) is None]
+                return Signal(self.name, None, False, f"not applicable: no {', '.join(missing)}")
         signal = self.score_one(state, tx)
         self.learn_one(state, tx)
         return signal
@@ -99,7 +100,10 @@ def prune_window(events: list, now_ms: int, window_ms: int, cap: int) -> None:
     events are tolerated: pruning compares times, not positions.
     """
     horizon = now_ms - window_ms
-    events[:] = [e for e in events if e[0] > horizon][-cap:]
+    # Arrival order is nearly time order, so the first event is (almost always) the oldest:
+    # rebuild only when it has left the window or the cap is passed, not on every event.
+    if events and (events[0][0] <= horizon or len(events) > cap):
+        events[:] = [e for e in events if e[0] > horizon][-cap:]
 
 
 def tx_at(minute: float, amount: float = 100.0, **fields: Any) -> Transaction:
