@@ -31,6 +31,7 @@ import logging
 import sys
 
 import faust
+import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from indicators.models import ModelSet
@@ -144,7 +145,7 @@ def create_app(settings: Settings) -> faust.App:
             accounts[tx.account_id] = state
             if partition_set.due_for_checkpoint():
                 models[str(message.partition)] = base64.b64encode(partition_set.dumps()).decode()
-            payload = json.dumps(record, separators=(",", ":")).encode()
+            payload = orjson.dumps(record)
             await scores.send(key=key, value=payload)
             if record["tier"]:
                 await alerts.send(key=key, value=payload)
