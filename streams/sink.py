@@ -33,7 +33,12 @@ ALERT_COLUMNS = ("alert_id", "tx_id", "account_id", "ts", "amount", "currency", 
                  "scored_at")
 DLQ_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at")
 ACTION_COLUMNS = ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at")
-TABLES = {"scores": SCORE_COLUMNS, "alerts": ALERT_COLUMNS, "dlq": DLQ_COLUMNS, "actions": ACTION_COLUMNS}
+SILENCE_COLUMNS = ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at", "created_by",
+                   "comment", "changed_by", "changed_at", "change_comment")
+DELIVERY_COLUMNS = ("attempt_id", "notification_id", "receiver", "receiver_type", "kind", "group_key", "attempt",
+                    "status_code", "latency_ms", "error", "outcome", "alert_ids", "attempted_at")
+TABLES = {"scores": SCORE_COLUMNS, "alerts": ALERT_COLUMNS, "dlq": DLQ_COLUMNS, "actions": ACTION_COLUMNS,
+          "silences": SILENCE_COLUMNS, "deliveries": DELIVERY_COLUMNS}
 
 
 def _time(value: str) -> datetime:
@@ -62,8 +67,21 @@ def _dlq_row(message) -> list[Any]:
 
 
 def _action_row(record: dict[str, Any]) -> list[Any]:
-    row = dict({"disposition": "", "comment": ""}, **record, at=_time(record["at"]))
+    row = {"disposition": "", "comment": "", **record, "at": _time(record["at"])}
     return [row[c] for c in ACTION_COLUMNS]
+
+
+def _silence_row(record: dict[str, Any]) -> list[Any]:
+    row = {"change_comment": "", **record, "matchers": json.dumps(record["matchers"], ensure_ascii=False),
+           "starts_at": _time(record["starts_at"]), "ends_at": _time(record["ends_at"]),
+           "changed_at": _time(record["changed_at"])}
+    return [row[c] for c in SILENCE_COLUMNS]
+
+
+def _delivery_row(record: dict[str, Any]) -> list[Any]:
+    row = {**record, "alert_ids": json.dumps(record.get("alert_ids") or [], ensure_ascii=False),
+           "attempted_at": _time(record["attempted_at"])}
+    return [row[c] for c in DELIVERY_COLUMNS]
 
 
 def rows_by_table(messages) -> dict[str, list[list[Any]]]:
@@ -79,6 +97,10 @@ def rows_by_table(messages) -> dict[str, list[list[Any]]]:
                 rows["alerts"].append(_result_row(json.loads(message.value), ALERT_COLUMNS))
             elif message.topic == topics.ACTIONS:
                 rows["actions"].append(_action_row(json.loads(message.value)))
+            elif message.topic == topics.SILENCES:
+                rows["silences"].append(_silence_row(json.loads(message.value)))
+            elif message.topic == topics.DELIVERIES:
+                rows["deliveries"].append(_delivery_row(json.loads(message.value)))
         except (ValueError, KeyError, TypeError) as exc:
             # Never drop what we cannot read: keep its bytes where the DLQ audit finds them.
             rows["dlq"].append([message.topic, message.partition, message.offset,
