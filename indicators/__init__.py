@@ -1,6 +1,7 @@
 """The risk indicator library: every family module registers its indicators on import."""
 
 from indicators import aml, amount, card_testing, novelty, timing, velocity  # noqa: F401
+from indicators import aml_flows, amount_profile, bursts, card_probing, counterparty, dormancy, geo  # noqa: F401
 from indicators.base import REGISTRY, Indicator, Signal
 
 __all__ = ["REGISTRY", "Indicator", "Signal"]

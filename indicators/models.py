@@ -78,18 +78,24 @@ class ModelParams(_Config):
     utc_offset_hours: float = Field(8.0, ge=-12, le=14, description="customers' local time, for the hour features")
 
 
-def features(tx: Transaction, signals: list[Signal], utc_offset_hours: float) -> dict[str, float]:
-    """The vector every model sees, stored with each score so it can be recomputed or taught later."""
+def features(tx: Transaction, signals: list[Signal], utc_offset_hours: float) -> dict[str, float | None]:
+    """What the decision saw, stored with each score: every indicator's raw value (None: not
+    applicable) and the transaction's own numbers. Models read it through :func:`model_input`."""
     hour = (tx.ts_ms / 3_600_000 + utc_offset_hours) % 24
-    x = {
+    x: dict[str, float | None] = {
         "log_amount": round(math.log1p(tx.amount), 6),
         "hour_sin": round(math.sin(hour * math.pi / 12), 6),
         "hour_cos": round(math.cos(hour * math.pi / 12), 6),
     }
     for sig in signals:
-        # "Not applicable" is neutral 0; huge values are compressed so one feature cannot dominate.
-        x[sig.name] = 0.0 if sig.value is None else round(math.copysign(math.log1p(abs(sig.value)), sig.value), 6)
+        x[sig.name] = sig.value
     return x
+
+
+def model_input(x: dict[str, float | None]) -> dict[str, float]:
+    """"Not applicable" is neutral 0; large values are log-compressed so none dominates."""
+    return {k: 0.0 if v is None else math.copysign(math.log1p(abs(v)), v) if abs(v) > 1 else float(v)
+            for k, v in x.items()}
 
 
 class Percentile:
@@ -145,8 +151,9 @@ class ModelSet:
         self.seen = 0
         self.since_checkpoint = 0
 
-    def score_one(self, x: dict[str, float]) -> dict:
+    def score_one(self, stored: dict[str, float | None]) -> dict:
         """Score, then (every ``learn_every``-th time) learn; returns calibrated outputs."""
+        x = model_input(stored)
         a = self.params.anomaly
         self.seen += 1
         self.since_checkpoint += 1
@@ -166,10 +173,11 @@ class ModelSet:
             out["fraud_probability"] = round(self.classifier.predict_proba_one(x).get(True, 0.0), 4)
         return out
 
-    def feedback(self, x: dict[str, float], is_fraud: bool) -> None:
+    def feedback(self, stored: dict[str, float | None], is_fraud: bool) -> None:
         """Learn one disposition: the features stored with the decision, and the analyst's verdict."""
         if self.classifier is None:
             return
+        x = model_input(stored)
         weight = self.params.supervised.fraud_weight if is_fraud else 1.0
         self.classifier.learn_one(x, bool(is_fraud), w=weight)
         self.labels[bool(is_fraud)] += 1

@@ -1,0 +1,160 @@
+"""AML flows: emptying what came in, money that keeps crossing borders, cash-heavy activity."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from indicators.base import DurationMs, Indicator, Params, register
+from indicators.support import add_event, in_window, tally, verdict
+
+
+class BalanceDrainParams(Params):
+    ratio: float = Field(0.8, gt=0, description="hit when a debit takes at least this share of the estimated balance")
+    min_balance: float = Field(5_000.0, gt=0,
+        description="judge only balances at least this large: emptying a near-empty account is everyday")
+
+
+@register
+class BalanceDrain(Indicator):
+    """A debit that takes most of the entity's estimated balance (credits - debits seen, >= 0).
+
+    The estimate only knows what the stream showed, so it starts at 0 and is floored there
+    (money the bank saw leave but never saw arrive was already in the account). Declined
+    transactions move no money. Value: the debit as a share of the estimated balance.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = BalanceDrain(ratio=0.8, min_balance=1000), {}
+    >>> _ = ind.evaluate(state, tx_at(0, 6000, direction="credit"))
+    >>> _ = ind.evaluate(state, tx_at(1, 1000, direction="debit"))
+    >>> sig = ind.evaluate(state, tx_at(2, 4500, direction="debit"))
+    >>> sig.hit, sig.value
+    (True, 0.9)
+    """
+
+    name = "balance_drain"
+    family = "aml"
+    typology = "mule cash-out, account takeover emptying the account"
+    requires = ("direction",)
+    Params = BalanceDrainParams
+    state_doc = "`b`: the estimated balance, approved credits minus approved debits, floored at 0."
+
+    def score_one(self, state, tx):
+        if tx.direction != "debit":
+            return self.signal(0.0, False, "not a debit")
+        balance = state.get("b", 0.0)
+        if balance < self.params.min_balance:
+            return self.signal(None, False, "estimated balance too small to judge")
+        share = tx.amount / balance
+        return verdict(self.name, round(share, 3), share >= self.params.ratio,
+                       lambda: f"debit takes {share:.0%} of the estimated balance {balance:,.2f}")
+
+    def learn_one(self, state, tx):
+        if tx.status == "declined":
+            return
+        signed = tx.amount if tx.direction == "credit" else -tx.amount
+        state["b"] = round(max(0.0, state.get("b", 0.0) + signed), 2)
+
+
+class CrossBorderRatioParams(Params):
+    window: DurationMs = Field(3_600_000, description="sliding window")
+    ratio: float = Field(0.6, gt=0, le=1, description="hit at or above this share of transactions outside the home country")
+    min_tx: int = Field(3, ge=1, description="transactions in the window, this one included, before judging")
+    min_history: int = Field(5, ge=1, description="transactions before the home country (the most frequent one) is trusted")
+    max_count: int = Field(1000, ge=10, description="country counts are halved past this, so a move abroad becomes home")
+    max_countries: int = Field(16, ge=2, description="countries remembered per entity; the rarest is forgotten first")
+    cap: int = Field(50, ge=1, description="transactions kept per entity in the window")
+
+
+@register
+class CrossBorderRatio(Indicator):
+    """Share of the window's transactions booked outside the entity's home country.
+
+    Home is the entity's most frequent country. Hits only on a foreign transaction, the one
+    that continues the pattern: one holiday purchase is nothing, a run of foreign payments
+    with hardly anything at home is an account operated from abroad.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = CrossBorderRatio(min_history=3, min_tx=3), {}
+    >>> for m in range(3):
+    ...     _ = ind.evaluate(state, tx_at(m, country="CN"))
+    >>> [ind.evaluate(state, tx_at(100 + m, country="RU")).value for m in range(3)]
+    [None, None, 1.0]
+    >>> ind.evaluate(state, tx_at(103, country="CN")).hit     # 3 of 4 abroad, but this one is home
+    False
+    """
+
+    name = "cross_border_ratio"
+    family = "aml"
+    typology = "account operated from abroad, layering through foreign jurisdictions"
+    requires = ("country",)
+    Params = CrossBorderRatioParams
+    state_doc = ("`c`: transactions per country (at most `max_countries`, halved past `max_count`), `n` their total; "
+                 "`e`: [time, country] of the window's transactions (at most `cap`).")
+
+    def score_one(self, state, tx):
+        total = state.get("n", 0)
+        if total < self.params.min_history:
+            return self.signal(None, False, f"history of {total} < {self.params.min_history}")
+        counts = state["c"]
+        home = max(counts, key=counts.get)
+        recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
+        n = len(recent) + 1
+        if n < self.params.min_tx:
+            return self.signal(None, False, f"{n} transactions < {self.params.min_tx}")
+        foreign = sum(1 for e in recent if e[1] != home) + (tx.country != home)
+        share = foreign / n
+        return verdict(self.name, round(share, 3), tx.country != home and share >= self.params.ratio,
+                       lambda: f"{foreign} of {n} transactions outside {home} within {self.params.window // 60_000} min")
+
+    def learn_one(self, state, tx):
+        tally(state, tx.country, self.params.max_count, self.params.max_countries)
+        add_event(state.setdefault("e", []), [tx.ts_ms, tx.country], self.params.window, self.params.cap)
+
+
+class CashIntensityParams(Params):
+    window: DurationMs = Field(86_400_000, description="sliding window")
+    share: float = Field(0.8, gt=0, le=1, description="hit at or above this share of the window's amount in cash")
+    min_cash: float = Field(20_000.0, gt=0, description="and at least this much cash in the window (own currency)")
+    cash_channels: tuple[str, ...] = Field(("atm", "branch"), description="channels that move cash")
+    cap: int = Field(50, ge=1, description="transactions kept per entity in the window")
+
+
+@register
+class CashIntensity(Indicator):
+    """Share of the window's amount moved in cash, when the cash is substantial.
+
+    Cash breaks the audit trail: placement of criminal cash and cash-out of mule accounts
+    both show as an account whose money mostly comes or goes over the counter or the ATM.
+    Hits only on a cash transaction. Value: the cash share of the amount in the window.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = CashIntensity(min_cash=10_000), {}
+    >>> _ = ind.evaluate(state, tx_at(0, 500, channel="card"))
+    >>> [ind.evaluate(state, tx_at(m, 6000, channel="branch")).hit for m in (60, 120)]
+    [False, True]
+    """
+
+    name = "cash_intensity"
+    family = "aml"
+    typology = "cash placement, structuring at counters and ATMs, mule cash-out"
+    requires = ("channel",)
+    Params = CashIntensityParams
+    state_doc = "`e`: [time, amount, 1 if cash] of the window's transactions (at most `cap`)."
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self._cash = frozenset(self.params.cash_channels)
+
+    def score_one(self, state, tx):
+        if tx.channel not in self._cash:
+            return self.signal(0.0, False, "not cash")
+        recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
+        cash = tx.amount + sum(e[1] for e in recent if e[2])
+        total = tx.amount + sum(e[1] for e in recent)
+        share = cash / total
+        return verdict(self.name, round(share, 3), share >= self.params.share and cash >= self.params.min_cash,
+                       lambda: f"{cash:,.2f} in cash, {share:.0%} of the amount within {self.params.window // 3_600_000}h")
+
+    def learn_one(self, state, tx):
+        add_event(state.setdefault("e", []), [tx.ts_ms, tx.amount, int(tx.channel in self._cash)],
+                  self.params.window, self.params.cap)

@@ -1,0 +1,126 @@
+"""Amount against the entity's recent level and record, and amounts that look made up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from indicators.base import Indicator, Params, register
+from indicators.support import verdict
+
+
+class AmountEwmaRatioParams(Params):
+    ratio: float = Field(10.0, gt=1, description="hit at or above this multiple of the entity's recent average amount")
+    alpha: float = Field(0.1, gt=0, le=1, description="weight of the newest amount in the average (0.1: about the last 10)")
+    min_history: int = Field(5, ge=1, description="transactions needed before judging")
+
+
+@register
+class AmountEwmaRatio(Indicator):
+    """Amount as a multiple of an exponentially weighted average of the entity's amounts.
+
+    Complements amount_zscore: the average follows the entity's recent level, so a customer
+    who moved up to larger payments is judged on today's habit, and a plain ratio reads well
+    in a case file ("12x the usual").
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = AmountEwmaRatio(min_history=2, alpha=0.5), {}
+    >>> [ind.evaluate(state, tx_at(m, a)).value for m, a in enumerate([100, 300, 400, 4000])]
+    [None, None, 2.0, 13.333]
+    """
+
+    name = "amount_ewma_ratio"
+    family = "amount"
+    typology = "account takeover, unusual spend, mule credits on a small account"
+    Params = AmountEwmaRatioParams
+    state_doc = "`avg`: the running average amount; `n`: transactions seen."
+
+    def score_one(self, state, tx):
+        n = state.get("n", 0)
+        if n < self.params.min_history:
+            return self.signal(None, False, f"history of {n} < {self.params.min_history}")
+        avg = state["avg"]
+        ratio = tx.amount / avg
+        return verdict(self.name, round(ratio, 3), ratio >= self.params.ratio,
+                       lambda: f"amount {tx.amount:,.2f} is {ratio:.1f}x the recent average {avg:,.2f}")
+
+    def learn_one(self, state, tx):
+        avg = state.get("avg")
+        state["avg"] = tx.amount if avg is None else avg + self.params.alpha * (tx.amount - avg)
+        state["n"] = state.get("n", 0) + 1
+
+
+class MaxMultipleParams(Params):
+    multiple: float = Field(3.0, gt=1,
+        description="hit at or above this multiple of the largest amount the entity ever moved")
+    min_history: int = Field(5, ge=1, description="transactions needed before judging")
+
+
+@register
+class MaxMultiple(Indicator):
+    """Amount as a multiple of the entity's largest amount so far: a new record, by how much.
+
+    Robust to spread where z-scores are not: an account that sometimes pays 5,000 is not
+    alarmed by 4,000, however small its usual payment; 3x its all-time record is news.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = MaxMultiple(min_history=3), {}
+    >>> [ind.evaluate(state, tx_at(m, a)).value for m, a in enumerate([50, 500, 80, 400, 1600])]
+    [None, None, None, 0.8, 3.2]
+    """
+
+    name = "max_multiple"
+    family = "amount"
+    typology = "account takeover, draining, first abuse of a mule account"
+    Params = MaxMultipleParams
+    state_doc = "`max`: the largest amount seen; `n`: transactions seen."
+
+    def score_one(self, state, tx):
+        n = state.get("n", 0)
+        if n < self.params.min_history:
+            return self.signal(None, False, f"history of {n} < {self.params.min_history}")
+        top = state["max"]
+        multiple = tx.amount / top
+        return verdict(self.name, round(multiple, 3), multiple >= self.params.multiple,
+                       lambda: f"amount {tx.amount:,.2f} is {multiple:.1f}x the largest so far ({top:,.2f})")
+
+    def learn_one(self, state, tx):
+        state["max"] = max(state.get("max", 0.0), tx.amount)
+        state["n"] = state.get("n", 0) + 1
+
+
+class RoundAmountParams(Params):
+    granularity: float = Field(1_000.0, gt=0, description="round means a whole multiple of this (own currency)")
+    min_amount: float = Field(5_000.0, gt=0,
+        description="only amounts at or above this count: small round amounts (ATM notes, top-ups) are everyday")
+
+
+@register
+class RoundAmount(Indicator):
+    """A large amount that is a whole multiple of the granularity (5,000, 10,000, 250,000).
+
+    Genuine purchases carry prices and taxes; round figures are typical of transfers between
+    criminals, loan-back schemes, cash placed in the system and amounts chosen by a fraudster
+    rather than by an invoice. Value: the amount in units of the granularity when round.
+
+    >>> from indicators.base import tx_at
+    >>> ind = RoundAmount(granularity=1000, min_amount=5000)
+    >>> [ind.evaluate({}, tx_at(0, a)).hit for a in (10_000, 10_000.5, 3_000, 5_000)]
+    [True, False, False, True]
+    """
+
+    name = "round_amount"
+    family = "amount"
+    typology = "laundering with round transfers, cash placement, scams with made-up amounts"
+    Params = RoundAmountParams
+
+    def score_one(self, state, tx):
+        units = tx.amount / self.params.granularity
+        # Within a cent of a multiple counts: amounts arrive as floats.
+        is_round = abs(tx.amount - round(units) * self.params.granularity) < 0.005
+        if not is_round or tx.amount < self.params.min_amount:
+            return self.signal(0.0, False, "not a large round amount")
+        return self.signal(float(round(units)), True,
+                           f"round amount {tx.amount:,.0f} ({round(units)} x {self.params.granularity:,.0f})")
+
+    def learn_one(self, state, tx):
+        pass  # stateless

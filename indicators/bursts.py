@@ -1,0 +1,118 @@
+"""Velocity against the entity's own pace: money moved per window, back-to-back transactions."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from indicators.base import DurationMs, Indicator, Params, register
+from indicators.support import add_event, in_window, verdict
+
+
+class AmountVelocityBaselineParams(Params):
+    window: DurationMs = Field(3_600_000, description="sliding window")
+    factor: float = Field(5.0, gt=1,
+        description="hit when the window's total reaches this multiple of the entity's usual total per window")
+    min_total: float = Field(5_000.0, ge=0,
+        description="and at least this amount moved, so small spenders' coffee rounds are not flagged")
+    min_history: int = Field(5, ge=2, description="transactions before the entity's usual total is trusted")
+    alpha: float = Field(0.1, gt=0, le=1,
+        description="weight of the newest amount and gap in the running averages (0.1: about the last 10)")
+    cap: int = Field(50, ge=1, description="events kept per entity (bounds state)")
+
+
+@register
+class AmountVelocityBaseline(Indicator):
+    """Total moved in the window, this transaction included, as a multiple of the entity's usual.
+
+    The usual total per window is (transactions per window) x (mean amount), both running
+    averages; an entity is assumed to do at least one transaction per window, so a quiet
+    account's usual is one typical payment, not a fraction of one. A payroll account moving
+    millions an hour is normal for it; a pensioner's account moving 20 payments' worth is not.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = AmountVelocityBaseline(window="1h", min_total=1000, min_history=3), {}
+    >>> [ind.evaluate(state, tx_at(h * 600, 100)).value for h in range(4)]   # one 100 every 10 hours
+    [None, None, None, 1.0]
+    >>> sig = ind.evaluate(state, tx_at(1830, 900))     # 100 + 900 within the hour
+    >>> sig.value, sig.hit
+    (10.0, True)
+    """
+
+    name = "amount_velocity_baseline"
+    family = "velocity"
+    typology = "account draining, mule cash-out, sudden money movement on a quiet account"
+    Params = AmountVelocityBaselineParams
+    state_doc = ("`e`: [time, amount] of the window's transactions (at most `cap`); `n`, `last`, `gap`, `mean`: "
+                 "transactions seen, the latest time, the running mean gap (ms) and the running mean amount.")
+
+    def usual(self, state) -> float | None:
+        if state.get("n", 0) < self.params.min_history:
+            return None
+        per_window = max(1.0, self.params.window / state["gap"]) if state.get("gap") else 1.0
+        return per_window * state["mean"]
+
+    def score_one(self, state, tx):
+        usual = self.usual(state)
+        if usual is None:
+            return self.signal(None, False, f"history of {state.get('n', 0)} < {self.params.min_history}")
+        total = tx.amount + sum(e[1] for e in in_window(state["e"], tx.ts_ms, self.params.window))
+        ratio = total / usual
+        return verdict(self.name, round(ratio, 3), ratio >= self.params.factor and total >= self.params.min_total,
+                       lambda: f"{total:,.2f} moved within {self.params.window // 60_000} min, "
+                               f"{ratio:.1f}x the usual {usual:,.2f}")
+
+    def learn_one(self, state, tx):
+        a, last = self.params.alpha, state.get("last")
+        if last is not None and tx.ts_ms > last:
+            # Capped at a day, like count_velocity, so a holiday does not make every week look busy.
+            gap = min(tx.ts_ms - last, 86_400_000)
+            state["gap"] = gap if "gap" not in state else (1 - a) * state["gap"] + a * gap
+        state["last"] = max(tx.ts_ms, last or 0)
+        state["mean"] = tx.amount if "mean" not in state else (1 - a) * state["mean"] + a * tx.amount
+        state["n"] = state.get("n", 0) + 1
+        add_event(state.setdefault("e", []), [tx.ts_ms, tx.amount], self.params.window, self.params.cap)
+
+
+class RapidSuccessionParams(Params):
+    gap: DurationMs = Field(30_000, description="a transaction this soon after the previous one is back-to-back")
+    count: int = Field(3, ge=1, description="hit at this many back-to-back gaps in a row (count + 1 transactions)")
+
+
+@register
+class RapidSuccession(Indicator):
+    """A run of transactions each within ``gap`` of the previous one: scripted, not human.
+
+    Value: the number of back-to-back gaps in a row ending with this transaction. Unlike
+    count_velocity it ignores how busy the window is and looks at the rhythm: ten payments
+    spread over an hour are a busy day, five within a minute are a script or a thief.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = RapidSuccession(gap="30s", count=3), {}
+    >>> [ind.evaluate(state, tx_at(s / 60)).value for s in (0, 10, 20, 30, 200, 210)]
+    [0.0, 1.0, 2.0, 3.0, 0.0, 1.0]
+    """
+
+    name = "rapid_succession"
+    family = "velocity"
+    typology = "scripted card testing, account takeover cash-out, bots"
+    Params = RapidSuccessionParams
+    state_doc = "`t`: the times of the latest `count` + 1 transactions, in time order."
+
+    def score_one(self, state, tx):
+        run, current = 0, tx.ts_ms
+        for t in reversed(state.get("t", ())):
+            if t > tx.ts_ms:
+                continue  # a late event's run is made of its own past
+            if current - t >= self.params.gap:
+                break
+            run, current = run + 1, t
+        return verdict(self.name, float(run), run >= self.params.count,
+                       lambda: f"{run + 1} transactions each within {self.params.gap / 1000:g}s of the previous")
+
+    def learn_one(self, state, tx):
+        # count + 1 times are all a run can need; older ones cannot extend it.
+        times = state.setdefault("t", [])
+        times.append(tx.ts_ms)
+        if len(times) > 1 and times[-2] > tx.ts_ms:
+            times.sort()
+        del times[: -(self.params.count + 1)]
