@@ -1,0 +1,221 @@
+"""Offline commands: ``backtest``, ``replay`` and the indicator catalog (``indicators list|show``).
+
+Registered on the main group in :mod:`riskcockpit.cli`::
+
+    from riskcockpit.cmd_offline import backtest, indicators_group, replay
+    cli.add_command(backtest)
+    cli.add_command(replay)
+    cli.add_command(indicators_group)
+
+Each command reads settings through ``obj.settings()`` (the main group's ``Context``), so
+``--config-dir`` and ``--kafka`` apply as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from riskcockpit.runtime import tune_gc
+from riskcockpit.settings import ConfigError, load_settings
+
+
+def _settings(obj):
+    if obj is not None:
+        return obj.settings()
+    try:  # invoked on its own (tests, embedding): the default config folder and environment
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error:\n{exc}") from None
+
+
+def _scoring_config(obj, config_file: str | None):
+    from indicators.scoring import load_scoring_config
+    from riskcockpit.backtest import BacktestError, load_config_file
+
+    try:
+        if config_file:
+            return load_config_file(config_file)
+        return load_scoring_config(_settings(obj).config_dir)
+    except (BacktestError, ConfigError) as exc:
+        raise click.ClickException(f"scoring configuration error:\n{exc}") from None
+
+
+def _load(file: str, mapping_file: str, labels: str | None = None):
+    from riskcockpit.backtest import BacktestError, load_mapping, load_transactions
+
+    try:
+        return load_transactions(file, load_mapping(mapping_file), labels)
+    except BacktestError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _report_rejected(loaded) -> None:
+    from riskcockpit.backtest import rejection_summary
+
+    for line in rejection_summary(loaded):
+        click.echo(line, err=True)
+
+
+_FILE = click.Path(exists=True, dir_okay=False)
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--mapping", "mapping_file", required=True, type=_FILE,
+              help="YAML mapping of the file's columns to the transaction schema")
+@click.option("--config", "config_file", type=_FILE,
+              help="a scoring config file (format of config/scoring.yaml) instead of the config folder's")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Parquet file of results; rejected rows go to OUT.rejected.jsonl")
+@click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, legit: 0/false/no/legit…)")
+@click.option("--feedback-delay", default="7d", show_default=True,
+              help="dispositions reach the model this long after the transaction (event time)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.pass_obj
+def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, quiet):
+    """Score a CSV, Parquet or JSON-lines file of transactions with the worker's scoring core.
+
+    Transactions are scored in event-time order with per-account state in memory. With
+    --labels, each label is fed back as an analyst's disposition --feedback-delay after its
+    transaction, and ROC AUC, average precision and precision / recall per tier are printed.
+    """
+    from riskcockpit.backtest import BacktestError, Scorer, format_metrics, progress_bar, run_backtest
+    from indicators.base import parse_duration_ms
+
+    try:
+        parse_duration_ms(feedback_delay)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--feedback-delay") from None
+    config = _scoring_config(obj, config_file)
+    loaded = _load(file, mapping_file, labels)
+    _report_rejected(loaded)
+    scorer = Scorer(config)
+    tune_gc()
+    try:
+        with progress_bar(len(loaded.items), f"scoring {Path(file).name}", enabled=not quiet) as progress:
+            result = run_backtest(loaded, scorer, out, feedback_delay, progress=progress)
+    except BacktestError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"scored {result.scored} transactions of {loaded.rows_read} rows in {result.seconds:.1f}s "
+               f"({result.rate:,.0f} tx/s; scoring core {result.scoring_seconds:.1f}s) "
+               f"with config {scorer.config_hash} → {result.out}")
+    if result.rejected_file:
+        click.echo(f"{len(loaded.rejected)} rejected rows → {result.rejected_file}")
+    if result.duplicates:
+        click.echo(f"{result.duplicates} repeated tx_id answered from the dedup memory (labels fed back once)")
+    if result.metrics is not None:
+        click.echo(f"{result.fed_back} dispositions fed back (delay {feedback_delay})")
+        click.echo(format_metrics(result.metrics))
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--mapping", "mapping_file", required=True, type=_FILE,
+              help="YAML mapping of the file's columns to the transaction schema")
+@click.option("--speed", default="max", show_default=True,
+              help="max (as fast as possible), realtime (event-time gaps) or Nx (N times faster)")
+@click.option("--rejected", "rejected_file", type=click.Path(dir_okay=False),
+              help="also write the rejected rows here (JSON lines: row, reason, values)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.pass_obj
+def replay(obj, file, mapping_file, speed, rejected_file, quiet):
+    """Produce a file's transactions into topic `transactions`, keyed by account, in event-time order."""
+    from riskcockpit.backtest import write_rejected
+    from riskcockpit.replay import parse_speed, replay as run_replay
+
+    try:
+        parse_speed(speed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--speed") from None
+    settings = _settings(obj)
+    loaded = _load(file, mapping_file)
+    _report_rejected(loaded)
+    if rejected_file:
+        write_rejected(loaded, Path(rejected_file))
+    try:
+        sent = run_replay(loaded, settings.kafka.servers, speed, show_progress=not quiet)
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted") from None
+    except Exception as exc:  # kafka-python: NoBrokersAvailable, KafkaTimeoutError…
+        raise click.ClickException(f"could not produce to {settings.kafka.servers}: {exc}") from None
+    click.echo(f"produced {sent} transactions to {settings.kafka.servers} "
+               f"({len(loaded.rejected)} rejected rows skipped)")
+
+
+@click.group("indicators")
+def indicators_group():
+    """The indicator library: what each one looks for, its parameters and state."""
+
+
+def _active(obj) -> dict:
+    from indicators.scoring import load_scoring_config
+
+    try:
+        return dict(load_scoring_config(_settings(obj).config_dir).indicators)
+    except ConfigError as exc:
+        raise click.ClickException(f"scoring configuration error:\n{exc}") from None
+
+
+@indicators_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON array instead of a table")
+@click.pass_obj
+def indicators_list(obj, as_json):
+    """Every indicator with its family, typology, and weight in the active scoring config."""
+    from riskcockpit.catalog import catalog
+
+    active = _active(obj)
+    rows = []
+    for entry in sorted(catalog(), key=lambda e: e["name"]):
+        item = active.get(entry["name"])
+        rows.append({"name": entry["name"], "family": entry["family"], "typology": entry["typology"],
+                     "requires": entry["requires"], "configured": item is not None,
+                     "weight": item.weight if item else None, "enabled": bool(item and item.enabled)})
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    width = max([len(r["name"]) for r in rows] + [9])
+    fam = max([len(r["family"]) for r in rows] + [6])
+    click.echo(f"{'indicator':<{width}}  {'family':<{fam}}  {'weight':>6}  {'enabled':<14}  typology")
+    for r in rows:
+        weight = f"{r['weight']:g}" if r["weight"] is not None else "-"
+        enabled = ("yes" if r["enabled"] else "no") if r["configured"] else "not configured"
+        click.echo(f"{r['name']:<{width}}  {r['family']:<{fam}}  {weight:>6}  {enabled:<14}  {r['typology']}")
+
+
+@indicators_group.command("show")
+@click.argument("name")
+@click.pass_obj
+def indicators_show(obj, name):
+    """One indicator: typology, parameters with defaults, state kept, fields required, example."""
+    from indicators.base import REGISTRY
+    from riskcockpit.catalog import describe, fields_required
+
+    if name not in REGISTRY:
+        click.echo(f"Error: {name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}", err=True)
+        sys.exit(2)
+    e = describe(REGISTRY[name])
+    item = _active(obj).get(name)
+    configured = (f"weight {item.weight:g}, {'enabled' if item.enabled else 'disabled'}"
+                  + (f", params {json.dumps(item.params, default=str)}" if item.params else "")
+                  if item else "not configured (contributes nothing)")
+    lines = [e["name"], "",
+             f"family:             {e['family']}",
+             f"typology targeted:  {e['typology']}",
+             f"fields required:    {fields_required(e)}",
+             f"active config:      {configured}",
+             "", e["description"] or "(no description)", "", "parameters:"]
+    width = max([len(p["name"]) for p in e["params"]] + [4])
+    for p in e["params"]:
+        bounds = f" ({p['bounds']})" if p["bounds"] else ""
+        lines.append(f"  {p['name']:<{width}}  {p['type']:<8} default {p['default']!s:<10} {p['description']}{bounds}")
+    if not e["params"]:
+        lines.append("  (none)")
+    origin = "" if e["state_origin"] == "state_doc" else " (derived: no state_doc)"
+    lines += ["", f"state kept{origin}: {e['state']}"]
+    if e["example"]:
+        lines += ["", "example:", *("  " + line for line in e["example"].splitlines())]
+    click.echo("\n".join(lines))
