@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
-Kind = Literal["alerts", "scores", "dlq", "actions", "deliveries"]
+Kind = Literal["alerts", "scores", "dlq", "actions", "deliveries", "silences"]
 
 # Columns each audit kind returns, in order; the audit CSV header is this list.
 AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -29,7 +29,10 @@ AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
                    "status_code", "latency_ms", "error", "outcome", "alert_ids", "attempted_at"),
 }
 # The time column each kind is filtered and ordered by.
-TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at", "deliveries": "attempted_at"}
+AUDIT_COLUMNS["silences"] = ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at",
+                              "created_by", "comment", "changed_by", "changed_at")
+TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at", "deliveries": "attempted_at",
+               "silences": "changed_at"}
 
 
 def _rows(client: Client, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
