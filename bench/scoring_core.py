@@ -7,19 +7,19 @@ what validating the record alone costs, all in one run.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import time
 from datetime import UTC, datetime
 
 from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
 from streams.contract import Transaction, parse_transaction
 from streams.generator import SyntheticStream
 
 
 def timed(label: str, fn, n: int) -> float:
-    gc.collect()
+    tune_gc()  # as the worker and the backtest run
     t0 = time.perf_counter()
     fn()
     us = (time.perf_counter() - t0) / n * 1e6

@@ -221,7 +221,7 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["alerts", "scores", "dlq", "actions"]))
+@click.argument("kind", type=click.Choice(["alerts", "scores", "dlq", "actions", "deliveries", "silences"]))
 @click.option("--since", help="from this time (ISO-8601 or epoch ms), inclusive")
 @click.option("--until", help="to this time, exclusive")
 @click.option("--tier", type=click.IntRange(0, 3), help="only this tier (alerts, scores)")
@@ -230,7 +230,8 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
 @click.pass_obj
 def audit(obj: Context, kind, since, until, tier, account, limit, fmt):
-    """Print the history of decisions (alerts, scores), rejected records (dlq) or actions."""
+    """Print the history of decisions (alerts, scores), rejected records (dlq), people's actions,
+    webhook delivery attempts (deliveries) or silence changes (silences)."""
     from riskcockpit.audit import Unreachable, fetch, render
 
     settings = obj.settings()
@@ -241,6 +242,13 @@ def audit(obj: Context, kind, since, until, tier, account, limit, fmt):
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(render(rows, kind, fmt))
+
+
+from alerting.cli import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)
+from riskcockpit.cmd_offline import backtest, indicators_group, replay  # noqa: E402
+
+for command in (backtest, replay, indicators_group, notifier, alerting, silence, webhook):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Processes: the embedded Kafka broker (unless ``kafka.bootstrap`` names one), a Faust worker,
 the cockpit (which owns the embedded store and runs the sink inside it; with a ClickHouse
-server the sink runs as its own process) and the synthetic generator. Each is the same
+server the sink runs as its own process), the alert notifier and the synthetic generator. Each is the same
 ``riskcockpit <command>`` a deployment would run separately.
 """
 
@@ -63,6 +63,9 @@ def run(settings: Settings, generate: bool = True) -> int:
     if not settings.store.embedded:
         procs.append(("sink", _spawn(["sink"], env)))
     procs.append(("cockpit", _spawn(["cockpit"], env)))
+    # Receivers whose secrets are not in the environment dead-letter their notifications
+    # instead of stopping the demo; `riskcockpit audit deliveries` shows them.
+    procs.append(("notifier", _spawn(["notifier", "--allow-missing-secrets"], env)))
     if generate:
         g = settings.generator
         procs.append(("generator", _spawn(["generate", "--rate", str(g.rate), "--seed", str(g.seed), "--quiet"], env)))
