@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event, in_window, tally, verdict
+from indicators.support import add_event, in_window, tally
 
 
 class BalanceDrainParams(Params):
@@ -45,7 +45,7 @@ class BalanceDrain(Indicator):
         if balance < self.params.min_balance:
             return self.signal(None, False, "estimated balance too small to judge")
         share = tx.amount / balance
-        return verdict(self.name, round(share, 3), share >= self.params.ratio,
+        return self.signal(round(share, 3), share >= self.params.ratio,
                        lambda: f"debit takes {share:.0%} of the estimated balance {balance:,.2f}")
 
     def learn_one(self, state, tx):
@@ -103,7 +103,7 @@ class CrossBorderRatio(Indicator):
             return self.signal(None, False, f"{n} transactions < {self.params.min_tx}")
         foreign = sum(1 for e in recent if e[1] != home) + (tx.country != home)
         share = foreign / n
-        return verdict(self.name, round(share, 3), tx.country != home and share >= self.params.ratio,
+        return self.signal(round(share, 3), tx.country != home and share >= self.params.ratio,
                        lambda: f"{foreign} of {n} transactions outside {home} within {self.params.window // 60_000} min")
 
     def learn_one(self, state, tx):
@@ -152,7 +152,7 @@ class CashIntensity(Indicator):
         cash = tx.amount + sum(e[1] for e in recent if e[2])
         total = tx.amount + sum(e[1] for e in recent)
         share = cash / total
-        return verdict(self.name, round(share, 3), share >= self.params.share and cash >= self.params.min_cash,
+        return self.signal(round(share, 3), share >= self.params.share and cash >= self.params.min_cash,
                        lambda: f"{cash:,.2f} in cash, {share:.0%} of the amount within {self.params.window // 3_600_000}h")
 
     def learn_one(self, state, tx):

@@ -5,9 +5,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from indicators.base import Indicator, Params, register
-from indicators.support import verdict
-
-
 class AmountEwmaRatioParams(Params):
     ratio: float = Field(10.0, gt=1, description="hit at or above this multiple of the entity's recent average amount")
     alpha: float = Field(0.1, gt=0, le=1, description="weight of the newest amount in the average (0.1: about the last 10)")
@@ -40,7 +37,7 @@ class AmountEwmaRatio(Indicator):
             return self.signal(None, False, f"history of {n} < {self.params.min_history}")
         avg = state["avg"]
         ratio = tx.amount / avg
-        return verdict(self.name, round(ratio, 3), ratio >= self.params.ratio,
+        return self.signal(round(ratio, 3), ratio >= self.params.ratio,
                        lambda: f"amount {tx.amount:,.2f} is {ratio:.1f}x the recent average {avg:,.2f}")
 
     def learn_one(self, state, tx):
@@ -80,7 +77,7 @@ class MaxMultiple(Indicator):
             return self.signal(None, False, f"history of {n} < {self.params.min_history}")
         top = state["max"]
         multiple = tx.amount / top
-        return verdict(self.name, round(multiple, 3), multiple >= self.params.multiple,
+        return self.signal(round(multiple, 3), multiple >= self.params.multiple,
                        lambda: f"amount {tx.amount:,.2f} is {multiple:.1f}x the largest so far ({top:,.2f})")
 
     def learn_one(self, state, tx):

@@ -11,6 +11,7 @@ An indicator whose required input is absent says "not applicable" (value ``None`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -38,6 +39,9 @@ def parse_duration_ms(value: Any) -> int:
 
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+
+
+NO_HIT = "no hit"
 
 
 class Signal(NamedTuple):
@@ -89,7 +93,16 @@ class Indicator:
         self.learn_one(state, tx)
         return signal
 
-    def signal(self, value: float | None, hit: bool, reason: str) -> Signal:
+    def signal(self, value: float | None, hit: bool, reason: str | Callable[[], str]) -> Signal:
+        """A signal of this indicator. A callable reason is written out only for a hit: reasons
+        are stored only for hits, and number formatting is a real share of an indicator's cost.
+
+        >>> LargeAmountLike = type("X", (Indicator,), {"name": "x"})
+        >>> LargeAmountLike().signal(0.2, False, lambda: 1 / 0).reason
+        'no hit'
+        """
+        if callable(reason):
+            reason = reason() if hit else NO_HIT
         return Signal(self.name, value, hit, reason)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event, in_window, verdict
+from indicators.support import add_event, in_window
 
 
 class AmountVelocityBaselineParams(Params):
@@ -57,7 +57,7 @@ class AmountVelocityBaseline(Indicator):
             return self.signal(None, False, f"history of {state.get('n', 0)} < {self.params.min_history}")
         total = tx.amount + sum(e[1] for e in in_window(state["e"], tx.ts_ms, self.params.window))
         ratio = total / usual
-        return verdict(self.name, round(ratio, 3), ratio >= self.params.factor and total >= self.params.min_total,
+        return self.signal(round(ratio, 3), ratio >= self.params.factor and total >= self.params.min_total,
                        lambda: f"{total:,.2f} moved within {self.params.window // 60_000} min, "
                                f"{ratio:.1f}x the usual {usual:,.2f}")
 
@@ -106,7 +106,7 @@ class RapidSuccession(Indicator):
             if current - t >= self.params.gap:
                 break
             run, current = run + 1, t
-        return verdict(self.name, float(run), run >= self.params.count,
+        return self.signal(float(run), run >= self.params.count,
                        lambda: f"{run + 1} transactions each within {self.params.gap / 1000:g}s of the previous")
 
     def learn_one(self, state, tx):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event, in_window, verdict
+from indicators.support import add_event, in_window
 
 
 class DistinctMerchantsSmallParams(Params):
@@ -43,7 +43,7 @@ class DistinctMerchantsSmall(Indicator):
             return self.signal(0.0, False, "not a small amount")
         recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
         distinct = len({e[1] for e in recent} | {tx.merchant_id})
-        return verdict(self.name, float(distinct), distinct >= self.params.merchants,
+        return self.signal(float(distinct), distinct >= self.params.merchants,
                        lambda: f"payments <= {self.params.max_amount:g} at {distinct} merchants "
                                f"within {self.params.window // 60_000} min")
 
@@ -88,7 +88,7 @@ class DeclinedThenApproved(Indicator):
             if not e[1]:
                 break
             run += 1
-        return verdict(self.name, float(run), run >= self.params.declines,
+        return self.signal(float(run), run >= self.params.declines,
                        lambda: f"approved after {run} declines in a row within {self.params.window // 60_000} min")
 
     def learn_one(self, state, tx):

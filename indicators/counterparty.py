@@ -8,7 +8,7 @@ from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, register
 from indicators.novelty import Novelty
-from indicators.support import add_event, in_window, verdict
+from indicators.support import add_event, in_window
 
 
 class FanParams(Params):
@@ -42,7 +42,7 @@ class Fan(Indicator):
             return self.signal(0.0, False, self._skip)
         recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
         distinct = len({e[1] for e in recent} | {tx.counterparty_id})
-        return verdict(self.name, float(distinct), distinct >= self.params.count,
+        return self.signal(float(distinct), distinct >= self.params.count,
                        lambda: f"{distinct} distinct {self.side} of at least {self.params.min_amount:,.0f} "
                                f"within {self.params.window // 60_000} min")
 

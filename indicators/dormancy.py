@@ -5,8 +5,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import verdict
-
 DAY_MS = 86_400_000
 
 
@@ -52,7 +50,7 @@ class DormantReactivation(Indicator):
         # A late event was not idle: the entity acted after it already.
         idle = max(tx.ts_ms - last, 0)
         days = idle / DAY_MS
-        return verdict(self.name, round(days, 2), idle >= self.params.idle,
+        return self.signal(round(days, 2), idle >= self.params.idle,
                        lambda: f"{days:,.0f} days since the previous transaction")
 
     def learn_one(self, state, tx):
@@ -104,7 +102,7 @@ class FirstActivityLarge(Indicator):
             return self.signal(0.0, False, "a credit")
         if tx.channel in self.params.exempt_channels:
             return self.signal(0.0, False, f"in person ({tx.channel})")
-        return verdict(self.name, tx.amount, tx.amount >= self.params.amount,
+        return self.signal(tx.amount, tx.amount >= self.params.amount,
                        lambda: f"transaction {n + 1} of a new account moves {tx.amount:,.2f} out")
 
     def learn_one(self, state, tx):

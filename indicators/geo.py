@@ -13,7 +13,7 @@ from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, register
 from indicators.novelty import Novelty, NoveltyParams
-from indicators.support import tally, verdict
+from indicators.support import tally
 
 EARTH_RADIUS_KM = 6371.0
 _TIME = itemgetter(0)
@@ -74,7 +74,7 @@ class ImpossibleTravel(Indicator):
         km = haversine_km(lat, lon, tx.lat, tx.lon)
         hours = max(abs(tx.ts_ms - t), self.params.min_gap) / 3_600_000
         kmh = km / hours
-        return verdict(self.name, round(kmh, 1), km >= self.params.min_km and kmh > self.params.max_kmh,
+        return self.signal(round(kmh, 1), km >= self.params.min_km and kmh > self.params.max_kmh,
                        lambda: f"{km:,.0f} km from the previous location in {hours * 60:,.0f} min ({kmh:,.0f} km/h)")
 
     def learn_one(self, state, tx):
@@ -148,7 +148,7 @@ class GeoDistanceFromHome(Indicator):
         self._scored = (tx, km)
         if km is None:
             return self.signal(None, False, "no usual location")
-        return verdict(self.name, round(km, 1), km > self.params.km,
+        return self.signal(round(km, 1), km > self.params.km,
                        lambda: f"{km:,.0f} km from the account's usual location")
 
     def learn_one(self, state, tx):
@@ -245,7 +245,7 @@ class UnusualChannel(Indicator):
         if total < self.params.min_history:
             return self.signal(None, False, f"history of {total} < {self.params.min_history}")
         share = state["c"].get(tx.channel, 0) / total
-        return verdict(self.name, round(share, 4), share < self.params.share,
+        return self.signal(round(share, 4), share < self.params.share,
                        lambda: f"channel {tx.channel} holds {share:.1%} of the account's activity")
 
     def learn_one(self, state, tx):

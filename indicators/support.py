@@ -21,13 +21,10 @@ Thirty indicators run on every transaction, so the per-event bookkeeping must co
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from collections.abc import Callable
 from operator import itemgetter
 
-from indicators.base import Signal
 
 _TIME = itemgetter(0)
-NO_HIT = "no hit"
 
 
 def add_event(events: list, event: list, window_ms: int, cap: int) -> None:
@@ -52,17 +49,6 @@ def in_window(events: list, now_ms: int, window_ms: int) -> list:
     if events[-1][0] <= now_ms:
         return events[lo:]
     return events[lo:bisect_right(events, now_ms, key=_TIME)]
-
-
-def verdict(name: str, value: float | None, hit: bool, reason: Callable[[], str]) -> Signal:
-    """A signal whose reason is written out only for a hit.
-
-    >>> verdict("x", 12.5, True, lambda: f"{12_345.678:,.2f} moved").reason
-    '12,345.68 moved'
-    >>> verdict("x", 0.2, False, lambda: 1 / 0).reason     # never formatted
-    'no hit'
-    """
-    return Signal(name, value, hit, reason() if hit else NO_HIT)
 
 
 def tally(state: dict, value: str, max_count: int, max_values: int) -> None:

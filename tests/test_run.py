@@ -9,19 +9,28 @@ import subprocess
 import sys
 import time
 
+import json
+
 import requests
 
+from alerting.signing import verify
+from alerting.testing import RecordingReceiver
 from conftest import wait_for
 from riskcockpit.broker import free_port, port_open
+
+SECRET = "run-test-secret"
 
 
 def test_run_shows_all_tiers_within_a_minute_and_stops_cleanly(tmp_path):
     kafka_port, cockpit_port = free_port(), free_port()
+    receiver = RecordingReceiver().start()  # the bank's case-management system, on loopback
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKCOCKPIT_")} | {
         "RISKCOCKPIT_DATA_DIR": str(tmp_path / "data"),
         "RISKCOCKPIT_KAFKA__PORT": str(kafka_port),
         "RISKCOCKPIT_KAFKA__CONTROLLER_PORT": str(free_port()),
         "RISKCOCKPIT_COCKPIT__PORT": str(cockpit_port),
+        "RISKCOCKPIT_CASES_WEBHOOK_URL": receiver.url,
+        "RISKCOCKPIT_CASES_WEBHOOK_SECRET": SECRET,
     }
     log = open(tmp_path / "run.log", "wb")
     started = time.monotonic()
@@ -42,7 +51,26 @@ def test_run_shows_all_tiers_within_a_minute_and_stops_cleanly(tmp_path):
         tiers = wait_for(lambda: (k := kpis()) and all(k["alerts_5m"][t] > 0 for t in ("1", "2", "3")) and k,
                          timeout=60, interval=1, what="alerts of all three tiers within 60 s of the cockpit")
         print(f"cockpit up after {cockpit_up:.1f}s; all tiers after {time.monotonic() - started:.1f}s; {tiers}")
+
+        # Tier-3 alerts reach the configured webhook, signed, grouped by account.
+        def critical_notifications():
+            return [r for r in receiver.received(ok_only=True) if r.json().get("tier") == 3]
+
+        notes = wait_for(critical_notifications, timeout=90, interval=1, what="a tier-3 notification")
+        for note in notes:
+            headers = note.headers
+            assert verify(SECRET, headers["X-Riskcockpit-Timestamp"], note.body, headers["X-Riskcockpit-Signature"])
+            assert headers["X-Riskcockpit-Id"] and note.json()["alerts"]
+            assert len({a["account_id"] for a in note.json()["alerts"]}) == 1  # grouped by account
+        audit = subprocess.run([sys.executable, "-m", "riskcockpit", "audit", "deliveries", "--format", "json"],
+                               env=env, capture_output=True, text=True, timeout=60)
+        attempts = wait_for(lambda: json.loads(subprocess.run(
+            [sys.executable, "-m", "riskcockpit", "audit", "deliveries", "--format", "json"], env=env,
+            capture_output=True, text=True, timeout=60).stdout or "[]"), timeout=30, what="audited deliveries")
+        assert audit.returncode == 0, audit.stderr[-2000:]
+        assert {a["receiver"] for a in attempts} >= {"case-management"}
     finally:
+        receiver.stop()
         os.killpg(stack.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         code = stack.wait(90)
     output = (tmp_path / "run.log").read_text()
