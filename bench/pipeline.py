@@ -95,7 +95,7 @@ def main() -> None:
 
         t0 = time.monotonic()
         procs.append(spawn([sys.executable, "-m", "riskcockpit", "worker", "--loglevel", "warn"], env))
-        first = output_times(bootstrap, topics.SCORES, 1, 300)
+        output_times(bootstrap, topics.SCORES, 1, 300)  # blocks until the first score
         print(f"worker start-up to first score  {time.monotonic() - t0:8.1f} s")
         worker = rate(output_times(bootstrap, topics.SCORES, args.count, 900))
         print(f"riskcockpit worker (1 process)  {worker:8.0f} tx/s   = {worker / passthrough:.0%} of pass-through")

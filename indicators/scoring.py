@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import indicators  # noqa: F401  (registers the library)
-from indicators.base import REGISTRY, Indicator, Signal
+from indicators.base import REGISTRY, Indicator
 from indicators.models import ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction
@@ -92,9 +92,9 @@ class ScoringConfig(BaseModel):
 
     @field_validator("indicators")
     @classmethod
-    def _known_and_valid(cls, indicators: dict[str, IndicatorConfig]) -> dict[str, IndicatorConfig]:
+    def _known_and_valid(cls, configured: dict[str, IndicatorConfig]) -> dict[str, IndicatorConfig]:
         problems = []
-        for name, item in indicators.items():
+        for name, item in configured.items():
             if name not in REGISTRY:
                 problems.append(f"{name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}")
                 continue
@@ -107,7 +107,7 @@ class ScoringConfig(BaseModel):
             # One line per problem, so a risk officer fixing the file sees every mistake at once.
             raise ValueError("\n  - ".join(["", *problems]).removeprefix("\n  - ") if len(problems) == 1
                              else "several problems:" + "\n  - ".join(["", *problems]))
-        return indicators
+        return configured
 
     @model_validator(mode="after")
     def _rules_name_enabled_indicators(self):
