@@ -76,6 +76,10 @@ class AmountVelocityBaseline(Indicator):
 class RapidSuccessionParams(Params):
     gap: DurationMs = Field(30_000, description="a transaction this soon after the previous one is back-to-back")
     count: int = Field(3, ge=1, description="hit at this many back-to-back gaps in a row (count + 1 transactions)")
+    usual_gap_factor: float = Field(
+        5.0, ge=0, description="and only if the entity's usual gap is at least this many times `gap` "
+                               "(0: whatever its rhythm); a business paying every few seconds is not a script")
+    min_history: int = Field(10, ge=2, description="transactions before the entity's usual gap is trusted")
 
 
 @register
@@ -86,17 +90,32 @@ class RapidSuccession(Indicator):
     count_velocity it ignores how busy the window is and looks at the rhythm: ten payments
     spread over an hour are a busy day, five within a minute are a script or a thief.
 
+    Hits only when back-to-back is unusual for the entity: its usual gap (an exponentially
+    weighted mean, capped at a day) must be ``usual_gap_factor`` times ``gap`` or more, and known
+    from ``min_history`` transactions.
+
     >>> from indicators.base import tx_at
-    >>> ind, state = RapidSuccession(gap="30s", count=3), {}
-    >>> [ind.evaluate(state, tx_at(s / 60)).value for s in (0, 10, 20, 30, 200, 210)]
-    [0.0, 1.0, 2.0, 3.0, 0.0, 1.0]
+    >>> ind, state = RapidSuccession(gap="30s", count=3, min_history=3), {}
+    >>> [ind.evaluate(state, tx_at(h * 60)).hit for h in range(4)]         # hourly habits
+    [False, False, False, False]
+    >>> [ind.evaluate(state, tx_at(240 + s / 60)).value for s in (0, 10, 20, 30)]
+    [0.0, 1.0, 2.0, 3.0]
+    >>> ind.evaluate(state, tx_at(240 + 40 / 60)).hit                      # a script, for this account
+    True
     """
 
     name = "rapid_succession"
     family = "velocity"
     typology = "scripted card testing, account takeover cash-out, bots"
     Params = RapidSuccessionParams
-    state_doc = "`t`: the times of the latest `count` + 1 transactions, in time order."
+    state_doc = ("`t`: the times of the latest `count` + 1 transactions, in time order; `gap`: the usual gap "
+                 "(EWMA, ms); `n`: transactions seen.")
+
+    def _unusual_for_entity(self, state) -> bool:
+        if not self.params.usual_gap_factor:
+            return True
+        return state.get("n", 0) >= self.params.min_history and \
+            state.get("gap", 0) >= self.params.usual_gap_factor * self.params.gap
 
     def score_one(self, state, tx):
         run, current = 0, tx.ts_ms
@@ -106,12 +125,17 @@ class RapidSuccession(Indicator):
             if current - t >= self.params.gap:
                 break
             run, current = run + 1, t
-        return self.signal(float(run), run >= self.params.count,
-                       lambda: f"{run + 1} transactions each within {self.params.gap / 1000:g}s of the previous")
+        return self.signal(float(run), run >= self.params.count and self._unusual_for_entity(state),
+                           lambda: f"{run + 1} transactions each within {self.params.gap / 1000:g}s of the previous"
+                                   f" (usually {state['gap'] / 1000:,.0f}s apart)")
 
     def learn_one(self, state, tx):
-        # count + 1 times are all a run can need; older ones cannot extend it.
         times = state.setdefault("t", [])
+        if times and tx.ts_ms > times[-1]:
+            gap = min(tx.ts_ms - times[-1], 86_400_000)
+            state["gap"] = gap if "gap" not in state else 0.9 * state["gap"] + 0.1 * gap
+        state["n"] = state.get("n", 0) + 1
+        # count + 1 times are all a run can need; older ones cannot extend it.
         times.append(tx.ts_ms)
         if len(times) > 1 and times[-2] > tx.ts_ms:
             times.sort()

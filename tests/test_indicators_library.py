@@ -138,11 +138,17 @@ def test_amount_velocity_baseline_needs_the_minimum_total():
 
 
 def test_rapid_succession_counts_gaps_in_a_row():
-    ind, state = RapidSuccession(gap="30s", count=3), {}
+    ind, state = RapidSuccession(gap="30s", count=3, usual_gap_factor=0), {}
     values = [s.value for s in run(ind, state, *(tx_at(sec / 60) for sec in (0, 10, 20, 30)))]
     assert values == [0, 1, 2, 3] and ind.evaluate(state, tx_at(31 / 60)).hit
     assert ind.evaluate(state, tx_at(61 / 60)).value == 0  # exactly 30 s later: not back-to-back
     assert not ind.evaluate(state, tx_at(5)).hit
+
+
+def test_rapid_succession_spares_an_entity_whose_rhythm_is_back_to_back():
+    ind, state = RapidSuccession(gap="30s", count=3, min_history=5), {}
+    signals = run(ind, state, *(tx_at(sec / 60) for sec in range(0, 600, 5)))  # every 5 s, always
+    assert max(s.value for s in signals) >= 3 and not any(s.hit for s in signals)
 
 
 def test_rapid_succession_late_event_uses_its_own_past():
