@@ -41,7 +41,15 @@ def _stop(procs: list[tuple[str, subprocess.Popen]], timeout: float = 20.0) -> N
             proc.wait()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(settings: Settings, generate: bool = True) -> int:
+    # Stop on Ctrl-C and on SIGTERM alike, also when started in the background, where a shell
+    # leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     broker = None
     env = dict(os.environ, RISKCOCKPIT_CONFIG_DIR=str(settings.config_dir),
