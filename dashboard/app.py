@@ -9,7 +9,6 @@ the sink has written it. Everything is served from this process: Bootstrap's CSS
 from __future__ import annotations
 
 import json
-import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -479,14 +478,6 @@ def _register_acknowledge(app: dash.Dash, publish_action: Callable[[dict], Any])
 # ---------------------------------------------------------------- HTTP API
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return _utc(value).isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf
-    return value
-
-
 def _parse_time(name: str) -> datetime | None:
     raw = request.args.get(name)
     if raw in (None, ""):
@@ -548,4 +539,4 @@ def _register_routes(app: dash.Dash, store: Callable) -> None:
         except ValueError as exc:  # a bad parameter, or history() refusing a filter for this kind
             # history() words its refusals for the CLI ("--tier"); here the parameter is "tier".
             return jsonify({"error": str(exc).replace("--", "")}), 400
-        return jsonify([{key: _json_value(value) for key, value in row.items()} for row in rows])
+        return jsonify([{key: queries.json_safe(value) for key, value in row.items()} for row in rows])

@@ -54,16 +54,8 @@ def _through_cockpit(settings, kind, since, until, tier, account, limit) -> list
     return response.json()
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
 def render(rows: list[dict[str, Any]], kind: str, fmt: str) -> str:
-    plain = [{k: _plain(v) for k, v in row.items()} for row in rows]
+    plain = [{k: queries.json_safe(v) for k, v in row.items()} for row in rows]
     if fmt == "json":
         return json.dumps(plain, ensure_ascii=False, indent=None)
     out = io.StringIO()

@@ -7,7 +7,8 @@ the transaction's own time, which is what an auditor asks about.
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
@@ -33,6 +34,18 @@ AUDIT_COLUMNS["silences"] = ("event_id", "silence_id", "version", "event", "matc
                               "created_by", "comment", "changed_by", "changed_at")
 TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at", "deliveries": "attempted_at",
                "silences": "changed_at"}
+
+
+def json_safe(value: Any) -> Any:
+    """A stored value as JSON can carry it: times as UTC ISO-8601, raw bytes as text, no NaN."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # chdb returns UTC times naive
+        return aware.astimezone(UTC).isoformat(timespec="milliseconds")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _rows(client: Client, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
