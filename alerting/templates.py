@@ -25,7 +25,7 @@ TEXT = {
         "open_in_group": "{n} open in this group",
     },
     "zh": {
-        "tiers": {1: "关注", 2: "复核", 3: "严重"},
+        "tiers": {1: "关注", 2: "审查", 3: "严重"},
         "firing": "{n} 条新预警", "repeat": "{n} 条预警仍未确认",
         "escalation": "升级：{n} 条预警超过 {sla} 未确认",
         "on": "", "accounts": "{n} 个账户", "account": "账户 {a}",
