@@ -125,7 +125,22 @@ class Sink:
                 self.inserted[table] += len(batch)
 
     def run(self) -> None:
+        """Consume until stopped. A failure (a refused commit after a rebalance, a broker gone)
+        restarts the consumer from the last commit instead of ending the sink: inserts are
+        idempotent, so the redelivered batch does no harm, and a dead sink would be silent."""
         migrate(self.client, self.db)
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                self._consume()
+            except Exception:  # noqa: BLE001 - anything that stops consumption must be survived
+                if self.stopping.is_set():
+                    return
+                log.exception("sink consumer failed; restarting from the last commit in %.0fs", delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _consume(self) -> None:
         s = self.settings.sink
         consumer = KafkaConsumer(
             *topics.SINK_TOPICS,

@@ -212,8 +212,8 @@ def test_rate_limit_spaces_requests(receiver):
     times = sorted(r.at for r in receiver.received())
     # burst 2, then one every 0.2 s: 10 requests need at least (10 - 2) * 0.2 s
     assert times[-1] - times[0] >= 8 * 0.2 - 0.05
-    gaps = [b - a for a, b in zip(times[2:], times[3:], strict=False)]
-    assert min(gaps) >= 0.2 - 0.03
+    # No minimum gap: a token bucket rightly lets a request follow a slow one sooner (its tokens
+    # accumulated meanwhile); the limit is what any window may hold.
     for start in range(len(times)):  # never more than burst + rate * window in any window
         in_window = [t for t in times if times[start] <= t < times[start] + 1.0]
         assert len(in_window) <= 2 + 5

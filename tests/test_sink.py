@@ -46,3 +46,19 @@ def test_redelivered_action_is_stored_once(settings):
     db = settings.store.database
     assert client.query(f"SELECT count() FROM {db}.actions FINAL").result_rows[0][0] == 1
     assert client.query(f"SELECT count() FROM {db}.actions").result_rows[0][0] <= 2
+
+
+def test_sink_restarts_its_consumer_after_a_failure(settings):
+    from store.client import connect
+
+    calls = []
+
+    class FailingOnce(Sink):
+        def _consume(self):
+            calls.append(len(calls))
+            if len(calls) == 1:
+                raise RuntimeError("commit refused: the group rebalanced")
+            self.stop()
+
+    FailingOnce(settings, connect(settings)).run()
+    assert calls == [0, 1]
