@@ -53,16 +53,28 @@ class Signal(NamedTuple):
     reason: str
 
 
+# Signal(...) goes through a generated Python-level __new__; tuple.__new__ skips that frame,
+# and every transaction builds one signal per indicator.
+_new_signal = tuple.__new__
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 REGISTRY: dict[str, type[Indicator]] = {}
 
+# Whose state an indicator keeps, and the transaction field that names it. The worker re-keys
+# the stream by that field so each entity's state lives in exactly one partition.
+ENTITY_FIELDS = {"account": "account_id", "merchant": "merchant_id", "device": "device_id",
+                 "counterparty": "counterparty_id"}
+
 
 def register(cls: type[Indicator]) -> type[Indicator]:
     if cls.name in REGISTRY:
         raise ValueError(f"indicator {cls.name!r} registered twice")
+    if cls.entity not in ENTITY_FIELDS:
+        raise ValueError(f"indicator {cls.name!r}: entity {cls.entity!r} is not one of {', '.join(ENTITY_FIELDS)}")
     REGISTRY[cls.name] = cls
     return cls
 
@@ -72,6 +84,7 @@ class Indicator:
     family: ClassVar[str]
     typology: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    entity: ClassVar[str] = "account"  # a key of ENTITY_FIELDS: whose state ``state`` is
     Params: ClassVar[type[Params]] = Params
 
     def __init__(self, params: Params | None = None, **kwargs: Any):
@@ -83,12 +96,19 @@ class Indicator:
     def learn_one(self, state: dict, tx: Transaction) -> None:
         raise NotImplementedError
 
+    def learn_label(self, state: dict, tx: Transaction, is_fraud: bool) -> None:
+        """Learn an analyst's verdict on ``tx`` (confirmed fraud or false positive), however late.
+
+        Most indicators learn from transactions only; those that learn from outcomes (a
+        merchant where confirmed frauds cluster) override this.
+        """
+
     def evaluate(self, state: dict, tx: Transaction) -> Signal:
         """Score, then learn: the order every caller must use so a tx never judges itself."""
         for field in self.requires:
             if getattr(tx, field) is None:
                 missing = [f for f in self.requires if getattr(tx, f) is None]
-                return Signal(self.name, None, False, f"not applicable: no {', '.join(missing)}")
+                return _new_signal(Signal, (self.name, None, False, f"not applicable: no {', '.join(missing)}"))
         signal = self.score_one(state, tx)
         self.learn_one(state, tx)
         return signal
@@ -103,7 +123,7 @@ class Indicator:
         """
         if callable(reason):
             reason = reason() if hit else NO_HIT
-        return Signal(self.name, value, hit, reason)
+        return _new_signal(Signal, (self.name, value, hit, reason))
 
 
 def prune_window(events: list, now_ms: int, window_ms: int, cap: int) -> None:

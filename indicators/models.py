@@ -49,8 +49,21 @@ class SVMParams(_Config):
     nu: float = Field(0.02, gt=0, lt=1, description="expected share of outliers")
 
 
+# What the anomaly detectors look at: the transaction's own numbers and the indicators that
+# measure a degree. Yes/no indicators and list lookups (new device, high-risk MCC) add nothing
+# a detector can rank by, but each feature costs scaling work on every transaction.
+ANOMALY_FEATURES = (
+    "log_amount", "hour_sin", "hour_cos", "count_velocity", "amount_velocity", "amount_zscore",
+    "amount_ewma_ratio", "max_multiple", "amount_velocity_baseline", "pass_through", "impossible_travel",
+    "geo_distance_from_home", "decline_ratio", "cash_intensity", "distinct_merchants_small", "cross_border_ratio",
+)
+TX_FEATURES = ("log_amount", "hour_sin", "hour_cos")
+
+
 class AnomalyParams(_Config):
     enabled: bool = True
+    features: list[str] = Field(list(ANOMALY_FEATURES), min_length=1,
+                                description="what the detectors see: log_amount, hour_sin, hour_cos or indicator names")
     weight: float = Field(25.0, ge=0, le=100, description="points at full strength")
     detectors: list[Literal["half_space_trees", "one_class_svm"]] = ["half_space_trees", "one_class_svm"]
     hst: HSTParams = HSTParams()
@@ -82,7 +95,7 @@ def features(tx: Transaction, signals: list[Signal], utc_offset_hours: float) ->
     """What the decision saw, stored with each score: every indicator's raw value (None: not
     applicable) and the transaction's own numbers. Models read it through :func:`model_input`."""
     hour = (tx.ts_ms / 3_600_000 + utc_offset_hours) % 24
-    x: dict[str, float | None] = {
+    x: dict[str, float | None] = {  # keys: TX_FEATURES
         "log_amount": round(math.log1p(tx.amount), 6),
         "hour_sin": round(math.sin(hour * math.pi / 12), 6),
         "hour_cos": round(math.cos(hour * math.pi / 12), 6),
@@ -92,10 +105,17 @@ def features(tx: Transaction, signals: list[Signal], utc_offset_hours: float) ->
     return x
 
 
-def model_input(x: dict[str, float | None]) -> dict[str, float]:
-    """"Not applicable" is neutral 0; large values are log-compressed so none dominates."""
-    return {k: 0.0 if v is None else math.copysign(math.log1p(abs(v)), v) if abs(v) > 1 else float(v)
-            for k, v in x.items()}
+def model_input(x: dict[str, float | None], keys=None) -> dict[str, float]:
+    """"Not applicable" (or absent) is neutral 0; large values are log-compressed so none dominates.
+
+    >>> model_input({"a": None, "b": 0.5, "c": -99.0}), model_input({"a": 3.0}, ["a", "z"])
+    ({'a': 0.0, 'b': 0.5, 'c': -4.605170185988092}, {'a': 1.3862943611198906, 'z': 0.0})
+    """
+    out, get, log1p = {}, x.get, math.log1p
+    for k in x if keys is None else keys:  # a plain loop: half the cost of a comprehension here
+        v = get(k)
+        out[k] = 0.0 if v is None else log1p(v) if v > 1 else -log1p(-v) if v < -1 else float(v)
+    return out
 
 
 class Percentile:
@@ -153,8 +173,8 @@ class ModelSet:
 
     def score_one(self, stored: dict[str, float | None]) -> dict:
         """Score, then (every ``learn_every``-th time) learn; returns calibrated outputs."""
-        x = model_input(stored)
         a = self.params.anomaly
+        x = model_input(stored, a.features)
         self.seen += 1
         self.since_checkpoint += 1
         learn = self.seen % a.learn_every == 0
@@ -170,7 +190,9 @@ class ModelSet:
             "fraud_probability": None,
         }
         if self.classifier is not None and min(self.labels.values()) >= self.params.supervised.min_labels:
-            out["fraud_probability"] = round(self.classifier.predict_proba_one(x).get(True, 0.0), 4)
+            # The supervised model sees every feature: hits an analyst confirmed may be yes/no ones.
+            p = self.classifier.predict_proba_one(model_input(stored)).get(True, 0.0)
+            out["fraud_probability"] = round(p, 4)
         return out
 
     def feedback(self, stored: dict[str, float | None], is_fraud: bool) -> None:
