@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import indicators  # noqa: F401  (registers the library)
-from indicators.base import REGISTRY, Indicator
-from indicators.models import ModelParams, ModelSet, features
+from indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, Signal
+from indicators.models import TX_FEATURES, ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction
 
@@ -116,6 +116,17 @@ class ScoringConfig(BaseModel):
                 raise ValueError(f"rules.{rule.name}: indicator {rule.indicator!r} is not an enabled indicator")
         return self
 
+    @model_validator(mode="after")
+    def _model_features_exist(self):
+        # Only a list written in the file must match it: the default list names the default
+        # library, and a feature no enabled indicator provides is a constant 0 to the detectors.
+        known = set(TX_FEATURES) | {name for name, item in self.indicators.items() if item.enabled}
+        unknown = [f for f in self.models.anomaly.features if f not in known]
+        if self.models.anomaly.enabled and unknown and "features" in self.models.anomaly.model_fields_set:
+            raise ValueError(f"models.anomaly.features: {', '.join(map(repr, unknown))} not among "
+                             f"{', '.join(TX_FEATURES)} or the enabled indicators")
+        return self
+
     @property
     def hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -131,7 +142,13 @@ def load_scoring_config(config_dir: Path) -> ScoringConfig:
 
 
 class Scorer:
-    """Scores transactions of one worker (or one backtest) against per-account state.
+    """Scores transactions of one worker (or one backtest).
+
+    Indicators keep state per entity. Those of the account run in :meth:`score`, against the
+    account's state; those of a merchant, device or counterparty run in :meth:`entity_signals`,
+    against that entity's state, in a stage of their own (the worker re-keys the stream for
+    each), and reach :meth:`score` as ``carried`` signals. :meth:`score_offline` runs every
+    stage in one process, as a backtest does.
 
     ``score(tx, state)`` mutates ``state``, the account's JSON-serialisable dict, and returns
     the score record. A redelivered ``tx_id`` gets its earlier record back unchanged and
@@ -146,6 +163,13 @@ class Scorer:
             for name, item in config.indicators.items()
             if item.enabled
         ]
+        self.weights = {ind.name: weight for ind, weight in self.indicators}
+        self.account_indicators = [ind for ind, _ in self.indicators if ind.entity == "account"]
+        # Stages before the account's, in ENTITY_FIELDS order: only entities some indicator needs.
+        self.stages: dict[str, list[Indicator]] = {
+            entity: [ind for ind, _ in self.indicators if ind.entity == entity]
+            for entity in ENTITY_FIELDS if entity != "account"
+            and any(ind.entity == entity for ind, _ in self.indicators)}
         # One model set per source partition: it moves, and is checkpointed, with the partition.
         self.models: dict[int, ModelSet] = {}
 
@@ -154,13 +178,36 @@ class Scorer:
             self.models[partition] = ModelSet(self.config.models)
         return self.models[partition]
 
-    def score(self, tx: Transaction, state: dict, source: tuple[int, int] = (-1, -1)) -> dict[str, Any]:
+    def entity_signals(self, entity: str, tx: Transaction, state: dict) -> list[Signal]:
+        """Score ``tx`` with the indicators kept per ``entity``, against (and into) its ``state``.
+
+        A transaction without that entity's field gets their "not applicable" signals (pass an
+        empty dict). These indicators count distinct accounts or verdicts by tx_id, so a
+        redelivered transaction changes little; no dedup memory is kept per merchant.
+        """
+        per_indicator = state.setdefault("ind", {})
+        return [ind.evaluate(per_indicator.setdefault(ind.name, {}), tx) for ind in self.stages[entity]]
+
+    def learn_label(self, entity: str, tx: Transaction, state: dict, is_fraud: bool) -> None:
+        """Teach the indicators kept per ``entity`` an analyst's verdict on ``tx``."""
+        per_indicator = state.setdefault("ind", {})
+        for ind in self.stages[entity]:
+            ind.learn_label(per_indicator.setdefault(ind.name, {}), tx, is_fraud)
+
+    def score(self, tx: Transaction, state: dict, source: tuple[int, int] = (-1, -1),
+              carried: list[Signal] | None = None) -> dict[str, Any]:
         recent = state.setdefault("recent", {})
         if tx.tx_id in recent:
             return recent[tx.tx_id]
         per_indicator = state.setdefault("ind", {})
-        signals = [ind.evaluate(per_indicator.setdefault(ind.name, {}), tx) for ind, _ in self.indicators]
-        contributions = [(sig, weight if sig.hit else 0.0) for sig, (_, weight) in zip(signals, self.indicators)]
+        signals = [ind.evaluate(per_indicator.setdefault(ind.name, {}), tx) for ind in self.account_indicators]
+        if carried is None and self.stages:  # a caller that ran no entity stage: say so, never guess
+            carried = [Signal(ind.name, None, False, "not applicable: not evaluated")
+                       for inds in self.stages.values() for ind in inds]
+        if carried:
+            signals += carried
+        weights = self.weights
+        contributions = [(sig, weights[sig.name] if sig.hit else 0.0) for sig in signals]
         x = features(tx, signals, self.config.models.utc_offset_hours)
         models = self.model_set(source[0])
         out = models.score_one(x)
@@ -180,13 +227,34 @@ class Scorer:
         record["features"] = x
         if self.config.dedup_memory:
             recent[tx.tx_id] = record
-            for old in list(recent)[: -self.config.dedup_memory]:
-                del recent[old]
+            while len(recent) > self.config.dedup_memory:
+                del recent[next(iter(recent))]
         return record
+
+    def score_offline(self, tx: Transaction, states: dict[str, dict[str, dict]]) -> dict[str, Any]:
+        """Every stage in one process: the entity stages, then the account's. ``states`` maps
+        entity → key → state (e.g. ``collections.defaultdict(dict)``)."""
+        account = states["account"].setdefault(tx.account_id, {})
+        if tx.tx_id in account.get("recent", ()):
+            return account["recent"][tx.tx_id]
+        carried: list[Signal] = []
+        for entity in self.stages:
+            key = getattr(tx, ENTITY_FIELDS[entity])
+            carried += self.entity_signals(entity, tx, {} if key is None else states[entity].setdefault(key, {}))
+        return self.score(tx, account, carried=carried)
 
     def feedback(self, record: dict[str, Any], is_fraud: bool) -> None:
         """Teach the supervised model one disposition, from the features stored with the decision."""
         self.model_set(record.get("source_partition", -1)).feedback(record["features"], is_fraud)
+
+    def feedback_offline(self, tx: Transaction, record: dict[str, Any], is_fraud: bool,
+                         states: dict[str, dict[str, dict]]) -> None:
+        """A disposition in one process: the supervised model, then every entity stage."""
+        self.feedback(record, is_fraud)
+        for entity in self.stages:
+            key = getattr(tx, ENTITY_FIELDS[entity])
+            if key is not None:
+                self.learn_label(entity, tx, states[entity].setdefault(key, {}), is_fraud)
 
     def _record(self, tx, score, contributions, out, source) -> dict[str, Any]:
         reasons = [

@@ -53,7 +53,7 @@ import csv
 import json
 import re
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -537,10 +537,10 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     if labelled:
         cols["label"] = []
     ind_cols = [[] for _ in names]
-    states: dict[str, dict] = {}
+    states: dict[str, dict[str, dict]] = defaultdict(dict)  # entity → key → state
     # Input is in event-time order and the delay is one constant, so dispositions fall due in the
-    # order they were queued: a FIFO is the heap of (ts + delay, record, label), popped the same way.
-    pending: deque[tuple[int, dict, bool]] = deque()
+    # order they were queued: a FIFO is the heap of (ts + delay, …), popped the same way.
+    pending: deque[tuple[int, Transaction, dict, bool]] = deque()
     seen: set[str] = set()
     duplicates = fed = 0
     started = time.perf_counter()
@@ -549,14 +549,11 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     for i, (_, tx, label) in enumerate(loaded.items, 1):
         now = tx.ts_ms
         while pending and pending[0][0] <= now:
-            _, record, lab = pending.popleft()
-            scorer.feedback(record, lab)
+            _, labelled, record, lab = pending.popleft()
+            scorer.feedback_offline(labelled, record, lab, states)
             fed += 1
-        state = states.get(tx.account_id)
-        if state is None:
-            state = states[tx.account_id] = {}
         t0 = clock()
-        record = scorer.score(tx, state)
+        record = scorer.score_offline(tx, states)
         in_core += clock() - t0
         first_time = tx.tx_id not in seen
         if first_time:
@@ -564,7 +561,7 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
         else:
             duplicates += 1
         if label is not None and first_time:
-            pending.append((now + delay, record, label))
+            pending.append((now + delay, tx, record, label))
         cols["tx_id"].append(tx.tx_id)
         cols["ts"].append(tx.ts)
         cols["account_id"].append(tx.account_id)

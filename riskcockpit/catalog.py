@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 import indicators  # noqa: F401  (registers the library)
-from indicators.base import REGISTRY, Indicator, parse_duration_ms, tx_at
+from indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, parse_duration_ms, tx_at
 
 CONTRACT_REQUIRED = ("tx_id", "ts", "account_id", "amount")
 REGENERATE = "python -m riskcockpit.catalog > docs/indicators.md"
@@ -158,7 +158,8 @@ def state_kept(cls: type[Indicator]) -> tuple[str, str]:
     bounded = [f"`{p['name']}` ({p['description']})" for p in params_of(cls.Params)
                if p["name"] in ("cap", "memory", "max_count")
                or any(w in p["description"] for w in ("kept per", "bounds state", "remembered"))]
-    text = f"per account, JSON `{_shape(state)}`" if state else "per account (shape not observed on sample transactions)"
+    text = f"per {cls.entity}, JSON `{_shape(state)}`" if state \
+        else f"per {cls.entity} (shape not observed on sample transactions)"
     text += "; see the description for what it means"
     if bounded:
         text += "; bounded by " + ", ".join(bounded)
@@ -173,6 +174,7 @@ def describe(cls: type[Indicator]) -> dict[str, Any]:
         "family": getattr(cls, "family", ""),
         "typology": getattr(cls, "typology", ""),
         "requires": list(getattr(cls, "requires", ())),
+        "entity": cls.entity,
         "summary": prose.split("\n\n")[0].replace("\n", " ") if prose else "",
         "description": prose,
         "params": params_of(cls.Params),
@@ -210,13 +212,15 @@ def render_markdown() -> str:
     entries = catalog()
     out = ["# Indicators", "",
            f"<!-- Generated from the indicator registry by `{REGENERATE}`; do not edit by hand. -->", "",
-           "Every indicator scores a transaction against what it knows of the account, then learns from it.",
+           "Every indicator scores a transaction against what it knows of one entity (the account, or the",
+           "merchant, device or counterparty: the worker re-keys the stream for those), then learns from it.",
            "Weights and parameters are set per indicator in `config/scoring.yaml` (durations: 30s, 10m, 24h, 7d).",
            "`riskcockpit indicators list` shows them with the active configuration, "
            "`riskcockpit indicators show NAME` one of them.", "",
-           "| indicator | family | typology targeted | fields required beyond the contract |", "|---|---|---|---|"]
+           "| indicator | family | state kept per | typology targeted | fields required beyond the contract |",
+           "|---|---|---|---|---|"]
     for e in entries:
-        out.append(f"| [`{e['name']}`](#{e['name']}) | {e['family']} | {_cell(e['typology'])} | "
+        out.append(f"| [`{e['name']}`](#{e['name']}) | {e['family']} | {e['entity']} | {_cell(e['typology'])} | "
                    f"{', '.join(e['requires']) or '—'} |")
     family = None
     for e in entries:
@@ -226,6 +230,7 @@ def render_markdown() -> str:
         out += ["", f"### {e['name']}", "", f"**Typology targeted:** {e['typology']}", "",
                 e["description"] or "(no description)", "",
                 f"**Fields required:** {fields_required(e)}", "",
+                f"**State kept per:** {e['entity']} (`{ENTITY_FIELDS[e['entity']]}`)", "",
                 f"**State kept{'' if e['state_origin'] == 'state_doc' else ' (derived: no state_doc)'}:** "
                 f"{e['state']}", "", "**Parameters:**", "", *_params_table(e["params"])]
         if e["example"]:

@@ -172,7 +172,7 @@ def indicators_list(obj, as_json):
     for entry in sorted(catalog(), key=lambda e: e["name"]):
         item = active.get(entry["name"])
         rows.append({"name": entry["name"], "family": entry["family"], "typology": entry["typology"],
-                     "requires": entry["requires"], "configured": item is not None,
+                     "requires": entry["requires"], "entity": entry["entity"], "configured": item is not None,
                      "weight": item.weight if item else None, "enabled": bool(item and item.enabled)})
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -206,6 +206,7 @@ def indicators_show(obj, name):
              f"family:             {e['family']}",
              f"typology targeted:  {e['typology']}",
              f"fields required:    {fields_required(e)}",
+             f"state kept per:     {e['entity']}",
              f"active config:      {configured}",
              "", e["description"] or "(no description)", "", "parameters:"]
     width = max([len(p["name"]) for p in e["params"]] + [4])

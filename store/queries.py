@@ -102,6 +102,8 @@ def latest_alerts(client: Client, db: str, limit: int = 200, tier: int | None = 
                    a.score AS score, a.account_id AS account_id, a.amount AS amount,
                    a.currency AS currency, a.channel AS channel, a.country AS country,
                    a.reasons AS reasons, a.scenario AS scenario, a.features AS features,
+                   a.direction AS direction, a.merchant_id AS merchant_id, a.device_id AS device_id,
+                   a.counterparty_id AS counterparty_id,
                    a.alert_id IN (SELECT alert_id FROM {db}.actions FINAL) AS acknowledged
             FROM (SELECT * FROM {db}.alerts FINAL {where} ORDER BY scored_at DESC LIMIT {{limit:UInt32}}) AS a
             ORDER BY a.scored_at DESC""",

@@ -15,7 +15,8 @@ class ActionPublisher:
 
     A disposition (confirmed fraud / false positive) also goes to ``risk.dispositions``, keyed
     by account so it reaches the worker that owns the account, with the features the decision
-    saw: the supervised model learns from them however late the analyst decides.
+    saw (the supervised model learns from them however late the analyst decides) and the
+    transaction's time, amount and merchant, device and counterparty (for the entity stages).
     """
 
     REQUIRED = ("action_id", "alert_id", "action", "actor", "at")
@@ -36,14 +37,15 @@ class ActionPublisher:
         with self._lock:
             if self._producer is None:  # connect lazily: the cockpit must start even if Kafka is late
                 self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            stored = {k: v for k, v in action.items() if k not in ("account_id", "features")}
+            stored = {k: v for k, v in action.items() if k not in ("account_id", "features", "tx")}
             futures = [self._producer.send(topics.ACTIONS, key=action["alert_id"].encode(),
                                            value=json.dumps(stored, ensure_ascii=False).encode())]
             if action["action"] == "disposition":
-                features = action.get("features") or {}
+                features, tx = action.get("features") or {}, action.get("tx") or {}
                 futures.append(self._producer.send(topics.DISPOSITIONS, key=action["account_id"].encode(), value=json.dumps({
                     "tx_id": action["alert_id"], "account_id": action["account_id"], "label": action["disposition"],
                     "features": json.loads(features) if isinstance(features, str) else features,
+                    "tx": json.loads(tx) if isinstance(tx, str) else tx,
                     "actor": action["actor"], "at": action["at"]}, ensure_ascii=False).encode()))
         for future in futures:
             future.get(timeout=10)  # the analyst must know the action was recorded

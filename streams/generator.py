@@ -56,6 +56,16 @@ Injected scenarios (why each looks like the fraud it mimics)
     A long-inactive account whose credentials were bought or taken over and is
     suddenly used: 1-3 large debits (10-40x typical) from a new device to new
     beneficiaries.
+``fraud_ring``
+    One ring of fraudsters working through a list of taken-over accounts: 3-5
+    victims within the hour, each drained by 1-3 mobile debits at home (no
+    foreign country to give it away) from one of the ring's two phones to one of
+    its two collection accounts. Six rings recur across incidents, so only the
+    device's and the beneficiary's view shows the pattern.
+``merchant_cash_out``
+    Stolen cards cashed out through a colluding merchant: 2-4 victims' cards
+    buy 1-2 times each, for several times their usual amount, at one of six
+    merchants that recur across incidents, so confirmed frauds cluster there.
 
 Scenarios start at random normal-traffic moments, with a per-arrival start
 probability chosen so that ``fraud_share`` of all transactions belong to
@@ -101,6 +111,8 @@ SCENARIOS = (
     "card_testing",
     "mule",
     "dormant_reactivation",
+    "fraud_ring",
+    "merchant_cash_out",
 )
 
 # CNY; large-cash reporting limit the structuring scenario stays just under.
@@ -242,6 +254,8 @@ _EXPECTED_LEN = {
     "card_testing": 17.5,
     "mule": 6.0 + 2.0,
     "dormant_reactivation": 2.0,
+    "fraud_ring": 4.0 * 2.0,
+    "merchant_cash_out": 3.0 * 1.5,
 }
 
 # Longest possible span (seconds) from incident start to its last tx, from the
@@ -252,6 +266,8 @@ _MAX_SPAN = {
     "card_testing": 30.0 + 24 * 20.0,
     "mule": 300.0 + 7 * 480.0 + 2400.0 + 2 * 480.0,
     "dormant_reactivation": 300.0 + 2 * 1800.0,
+    "fraud_ring": 120.0 + 5 * (3 * 120.0 + 600.0),
+    "merchant_cash_out": 600.0 + 4 * (2 * 900.0 + 1800.0),
 }
 
 
@@ -683,6 +699,11 @@ class _ScenarioState:
         self.dormant_pos = 0
         # Transactions due before this are not built (warm start discards them).
         self.keep_from = -math.inf
+        # Fraud rings and colluding merchants recur across incidents: that is what the
+        # device's, the beneficiary's and the merchant's own state can learn.
+        self.rings = [([(self.fresh_device(), _ip(rng, IP_FIRST_OCTETS["CN"])) for _ in range(2)],
+                       [self.fresh_cp() for _ in range(2)]) for _ in range(6)]
+        self.colluding = [(f"M{m:05d}", _merchant_mcc(m)) for m in rng.sample(range(N_MERCHANTS), 6)]
 
     # ---- helpers
     def fresh_cp(self) -> str:
@@ -945,8 +966,73 @@ class _ScenarioState:
             t += rng.uniform(120.0, 1800.0)
         return out
 
+    def fraud_ring(self, t0: float, kind: str) -> list[tuple[float, dict]]:
+        rng = self.rng
+        devices, beneficiaries = self.rings[int(rng.random() * len(self.rings))]
+        labels = self.labels(kind)
+        out = []
+        t = t0 + rng.uniform(10.0, 120.0)
+        keep = self.keep_from
+        for _ in range(rng.randint(3, 5)):
+            p = self.busy_account()
+            device, ip = rng.choice(devices)
+            floor = rng.uniform(1_000.0, 8_000.0) / FX_TO_CNY[p.currency]
+            for _ in range(rng.randint(1, 3)):
+                if t >= keep:
+                    lat, lon = self.jitter(rng, p.lat, p.lon, 0.2)
+                    out.append((t, {
+                        "account_id": p.account_id,
+                        "amount": round(max(p.typical_amount * rng.uniform(3.0, 10.0), floor), 2),
+                        "currency": p.currency,
+                        "direction": "debit",
+                        "channel": "mobile",
+                        "counterparty_id": rng.choice(beneficiaries),
+                        "country": p.home_country,
+                        "device_id": device,
+                        "ip": ip,
+                        "lat": lat,
+                        "lon": lon,
+                        "status": "approved",
+                        "attributes": dict(labels),
+                    }))
+                t += rng.uniform(20.0, 120.0)
+            t += rng.uniform(60.0, 600.0)
+        return out
+
+    def merchant_cash_out(self, t0: float, kind: str) -> list[tuple[float, dict]]:
+        rng = self.rng
+        merchant, mcc = self.colluding[int(rng.random() * len(self.colluding))]
+        labels = self.labels(kind)
+        out = []
+        t = t0 + rng.uniform(60.0, 600.0)
+        keep = self.keep_from
+        for _ in range(rng.randint(2, 4)):
+            p = self.busy_account()
+            floor = rng.uniform(2_000.0, 9_000.0) / FX_TO_CNY[p.currency]
+            for _ in range(rng.randint(1, 2)):
+                if t >= keep:
+                    lat, lon = self.jitter(rng, p.lat, p.lon)
+                    out.append((t, {
+                        "account_id": p.account_id,
+                        "amount": round(max(p.typical_amount * rng.uniform(4.0, 12.0), floor), 2),
+                        "currency": p.currency,
+                        "direction": "debit",
+                        "channel": "card",
+                        "merchant_id": merchant,
+                        "mcc": mcc,
+                        "country": p.home_country,
+                        "lat": lat,
+                        "lon": lon,
+                        "status": "approved",
+                        "attributes": dict(labels),
+                    }))
+                t += rng.uniform(30.0, 900.0)
+            t += rng.uniform(300.0, 1800.0)
+        return out
+
 
 def pace(stream: Iterable[dict], rate: float, duration: float | None = None) -> Iterator[dict]:
+
     """Yield items of ``stream`` at ``rate`` per wall-clock second, for ``duration`` seconds if given.
 
     Items are released against an absolute schedule (item k is due at

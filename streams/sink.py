@@ -28,9 +28,9 @@ SCORE_COLUMNS = ("tx_id", "account_id", "ts", "amount", "currency", "channel", "
                  "merchant_id", "counterparty_id", "device_id", "score", "tier", "reasons", "model_score",
                  "fraud_probability", "features", "config_hash", "scenario", "source_partition", "source_offset",
                  "scored_at")
-ALERT_COLUMNS = ("alert_id", "tx_id", "account_id", "ts", "amount", "currency", "channel", "country", "score",
-                 "tier", "reasons", "model_score", "fraud_probability", "features", "config_hash", "scenario",
-                 "scored_at")
+ALERT_COLUMNS = ("alert_id", "tx_id", "account_id", "ts", "amount", "direction", "currency", "channel", "country",
+                 "merchant_id", "device_id", "counterparty_id", "score", "tier", "reasons", "model_score",
+                 "fraud_probability", "features", "config_hash", "scenario", "scored_at")
 DLQ_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at")
 ACTION_COLUMNS = ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at")
 SILENCE_COLUMNS = ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at", "created_by",

@@ -3,7 +3,8 @@
 | topic | key | value | written by | read by |
 |---|---|---|---|---|
 | transactions | account_id | Transaction JSON (streams.contract) | producers, generator, replay | worker |
-| transactions.repartition | account_id | same bytes, re-keyed | worker | worker |
+| transactions.repartition | account_id | same bytes, re-keyed; signals of the entity stages in a header | worker | worker |
+| transactions.by_merchant (by_device, by_counterparty) | merchant_id (…) | same bytes, for the entity's stage; or a disposition to learn | worker | worker |
 | transactions.dlq | original key | original bytes; reason and source in headers | worker | sink |
 | risk.scores | account_id | score record JSON (indicators.scoring) | worker | sink |
 | risk.alerts | account_id | score record of tier >= 1 | worker | sink, notifiers |
@@ -12,7 +13,7 @@
 | risk.notifications | receiver + group | notification job | notifier | delivery loop |
 | risk.notifications.dlq | receiver + group | job that never got through, with the last error | delivery loop | people |
 | risk.deliveries | notification_id | one delivery attempt | delivery loop | sink |
-| risk.dispositions | account_id | {tx_id, account_id, label, features?}: what the supervised model learns | cockpit, replayed labels | worker |
+| risk.dispositions | account_id | {tx_id, account_id, label, features?, tx?}: what the models and indicators learn | cockpit, replayed labels | worker |
 """
 
 TRANSACTIONS = "transactions"
@@ -27,7 +28,10 @@ NOTIFICATIONS_DLQ = "risk.notifications.dlq"
 DELIVERIES = "risk.deliveries"
 DISPOSITIONS = "risk.dispositions"
 
-ALL = (TRANSACTIONS, REPARTITION, DLQ, SCORES, ALERTS, ACTIONS, DISPOSITIONS)
+# The stage of indicators kept per merchant, device or counterparty reads its own re-keyed topic.
+BY_ENTITY = {entity: f"transactions.by_{entity}" for entity in ("merchant", "device", "counterparty")}
+
+ALL = (TRANSACTIONS, REPARTITION, DLQ, SCORES, ALERTS, ACTIONS, DISPOSITIONS, *BY_ENTITY.values())
 # What the sink copies into ClickHouse.
 SINK_TOPICS = (SCORES, ALERTS, DLQ, ACTIONS, SILENCES, DELIVERIES)
 # The notifier's topics; it creates them itself (risk.silences compacted), see alerting.bus.
@@ -39,3 +43,8 @@ H_SOURCE_TOPIC = "x-source-topic"
 H_SOURCE_PARTITION = "x-source-partition"
 H_SOURCE_OFFSET = "x-source-offset"
 H_SOURCE_TIMESTAMP = "x-source-timestamp"
+
+# Between the worker's stages: the signals of the entity stages passed so far (JSON list of
+# [name, value, hit, reason]), and on an entity topic, a disposition to learn (its label).
+H_SIGNALS = "x-riskcockpit-signals"
+H_LABEL = "x-riskcockpit-label"

@@ -1,20 +1,28 @@
-"""The Faust worker: validate → (re-key) → score against per-account state → publish.
+"""The Faust worker: validate → entity stages → score against per-account state → publish.
 
 Read top to bottom, this is the pipeline of one transaction:
 
 1. ``transactions`` (or ``transactions.repartition``) delivers raw bytes.
 2. :func:`streams.contract.parse_transaction` validates them; a bad record goes to
    ``transactions.dlq`` byte-for-byte, with the reason and its source offset in headers.
-3. A record on the wrong partition for its account (no key, another key, or a producer
+3. Indicators kept per merchant, device or counterparty (``Scorer.stages``) run in a stage of
+   their own: the record goes to ``transactions.by_merchant`` keyed by merchant, that stage
+   scores it against the merchant's state (changelog-backed table ``merchant_state``) and
+   passes it on with its signals in a header, to the next entity stage, then to
+   ``transactions.repartition`` keyed by account. A record without the entity's field skips
+   that stage ("not applicable").
+4. A record on the wrong partition for its account (no key, another key, or a producer
    whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
    keyed by account, so each account's state lives in exactly one partition.
-4. The account's state comes from the changelog-backed table ``accounts``; the scoring core
-   (:class:`indicators.scoring.Scorer`) scores the transaction and updates the state.
-5. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
+5. The account's state comes from the changelog-backed table ``accounts``; the scoring core
+   (:class:`indicators.scoring.Scorer`) scores the transaction with the entity stages'
+   signals and updates the state.
+6. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
 
 Analysts' dispositions arrive on ``risk.dispositions``, keyed by account like the transactions,
 so they reach the worker that owns the account's partition and teach that partition's
-supervised model. Each partition's models are checkpointed into the changelog-backed table
+supervised model; they are passed on to the entity stages (merchant compromise learns from
+confirmed fraud). Each partition's models are checkpointed into the changelog-backed table
 ``models`` every ``checkpoint_every`` transactions and restored from it when the partition is
 (re)assigned; what was learned since the last checkpoint is lost on a crash.
 
@@ -34,6 +42,7 @@ import faust
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
+from indicators.base import ENTITY_FIELDS, Signal
 from indicators.models import ModelSet
 from indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.runtime import tune_gc
@@ -42,6 +51,9 @@ from streams import topics
 from streams.contract import InvalidRecord, parse_transaction
 
 log = logging.getLogger("riskcockpit.worker")
+# What a disposition needs of its transaction for the entity stages (the contract's required
+# fields and the entities' keys), when it names only a recent decision.
+TX_FIELDS = ("ts", "amount", "direction", *ENTITY_FIELDS.values())
 _partitioner = DefaultPartitioner()
 
 
@@ -59,6 +71,44 @@ def dlq_headers(message, reason: str) -> list[tuple[str, bytes]]:
         (topics.H_SOURCE_OFFSET, str(message.offset).encode()),
         (topics.H_SOURCE_TIMESTAMP, str(int(message.timestamp * 1000)).encode()),
     ]
+
+
+def encode_signals(signals: list[Signal]) -> bytes:
+    return orjson.dumps([tuple(sig) for sig in signals])  # orjson takes tuples, not their subclasses
+
+
+def signals_header(message) -> list[Signal] | None:
+    """The entity stages' signals a record carries, or None if it has not been through them."""
+    for name, value in message.headers or ():
+        if name == topics.H_SIGNALS:
+            return [Signal(*item) for item in orjson.loads(value)]
+    return None
+
+
+def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, repartition, pass_on, partitions: int) -> None:
+    """The stage of the indicators kept per ``entity``, with that entity's state in table
+    ``<entity>_state``: it adds its signals to the record's and passes it on."""
+    field = ENTITY_FIELDS[entity]
+    table = app.Table(f"{entity}_state", default=None, partitions=partitions)
+
+    async def stage(stream):
+        async for event in stream.events():
+            message = event.message
+            tx = parse_transaction(message.value)  # validated before it was passed here
+            key = getattr(tx, field)
+            state = table.get(key) or {}
+            label = dict(message.headers or ()).get(topics.H_LABEL)
+            if label is not None:
+                scorer.learn_label(entity, tx, state, label == b"True")
+                table[key] = state
+                continue
+            carried = (signals_header(message) or []) + scorer.entity_signals(entity, tx, state)
+            table[key] = state
+            if not await pass_on(tx, message.value, carried, entity):
+                await repartition.send(key=tx.account_id.encode(), value=message.value,
+                                       headers=[(topics.H_SIGNALS, encode_signals(carried))])
+
+    app.agent(topic, name=f"riskcockpit.stage_{entity}")(stage)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -93,6 +143,8 @@ def create_app(settings: Settings) -> faust.App:
     alerts = raw_topic(topics.ALERTS)
     accounts = app.Table("accounts", default=None, partitions=partitions)
     models = app.Table("models", default=None, partitions=partitions)  # partition -> checkpoint
+    stage_topics = {entity: raw_topic(topics.BY_ENTITY[entity]) for entity in scorer.stages}
+    order = list(scorer.stages)
 
     def partition_models(partition: int) -> ModelSet:
         if partition not in scorer.models:
@@ -109,7 +161,26 @@ def create_app(settings: Settings) -> faust.App:
         for tp in revoked:
             scorer.models.pop(tp.partition, None)
 
-    def learn_disposition(message) -> None:
+    def next_stage(tx, carried: list, after: str | None = None) -> str | None:
+        """The next entity stage ``tx`` must visit; stages it lacks the field of add their
+        "not applicable" signals to ``carried`` on the way."""
+        for entity in order[order.index(after) + 1 if after else 0:]:
+            if getattr(tx, ENTITY_FIELDS[entity]) is not None:
+                return entity
+            carried += scorer.entity_signals(entity, tx, {})
+        return None
+
+    async def pass_on(tx, value: bytes, carried: list, after: str | None = None) -> bool:
+        """Send ``tx`` to its next entity stage; False when none is left (the account's is next)."""
+        entity = next_stage(tx, carried, after)
+        if entity is None:
+            return False
+        key = getattr(tx, ENTITY_FIELDS[entity]).encode()
+        await stage_topics[entity].send(key=key, value=value, headers=[(topics.H_SIGNALS, encode_signals(carried))])
+        return True
+
+    def learn_disposition(message):
+        """Teach the partition's supervised model; returns (tx, is_fraud) for the entity stages."""
         try:
             item = json.loads(message.value)
             label = item["label"]
@@ -122,15 +193,31 @@ def create_app(settings: Settings) -> faust.App:
                 raise ValueError(f"no features for {item['tx_id']}: not among recent decisions and none given")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("disposition at %s/%d/%d ignored: %s", message.topic, message.partition, message.offset, exc)
-            return
-        partition_models(message.partition).feedback(x, label == "confirmed_fraud")
+            return None
+        is_fraud = label == "confirmed_fraud"
+        partition_models(message.partition).feedback(x, is_fraud)
+        fields = item.get("tx") or {k: v for k, v in known.items() if k in TX_FIELDS and v not in ("", None)}
+        try:
+            return parse_transaction(orjson.dumps({**fields, "tx_id": item["tx_id"], "account_id": account})), is_fraud
+        except InvalidRecord as exc:  # an old or hand-written disposition: the model learned, the stages cannot
+            log.info("disposition of %s not passed to the entity stages: %s", item["tx_id"], exc.reason)
+            return None
+
+    async def to_stages(tx, is_fraud: bool) -> None:
+        value, label = orjson.dumps(tx.model_dump(mode="json", exclude_none=True)), str(is_fraud).encode()
+        for entity in order:
+            key = getattr(tx, ENTITY_FIELDS[entity])
+            if key is not None:
+                await stage_topics[entity].send(key=key.encode(), value=value, headers=[(topics.H_LABEL, label)])
 
     @app.agent(source)
     async def score(stream):
         async for event in stream.events():
             message = event.message
             if message.topic == topics.DISPOSITIONS:
-                learn_disposition(message)
+                learned = learn_disposition(message)
+                if learned and order:
+                    await to_stages(*learned)
                 continue
             try:
                 tx = parse_transaction(event.value, settings.worker.max_record_bytes)
@@ -138,12 +225,20 @@ def create_app(settings: Settings) -> faust.App:
                 await dlq.send(key=message.key, value=message.value, headers=dlq_headers(message, exc.reason))
                 continue
             key = tx.account_id.encode()
-            if message.key != key or owning_partition(key, partitions) != message.partition:
-                await repartition.send(key=key, value=message.value)
+            on_partition = message.key == key and owning_partition(key, partitions) == message.partition
+            state = accounts.get(tx.account_id) if on_partition else None
+            carried = signals_header(message)
+            if carried is None and order and not (state and tx.tx_id in state.get("recent", ())):
+                carried = []  # not yet through the entity stages (a redelivered decision needs none)
+                if await pass_on(tx, message.value, carried):
+                    continue
+            if not on_partition:
+                headers = [] if carried is None else [(topics.H_SIGNALS, encode_signals(carried))]
+                await repartition.send(key=key, value=message.value, headers=headers)
                 continue
-            state = accounts.get(tx.account_id) or {}
+            state = state or {}
             partition_set = partition_models(message.partition)
-            record = scorer.score(tx, state, (message.partition, message.offset))
+            record = scorer.score(tx, state, (message.partition, message.offset), carried)
             accounts[tx.account_id] = state
             if partition_set.due_for_checkpoint():
                 models[str(message.partition)] = base64.b64encode(partition_set.dumps()).decode()
@@ -153,6 +248,9 @@ def create_app(settings: Settings) -> faust.App:
             await scores.send(key=key, value=payload)
             if record["tier"]:
                 await alerts.send(key=key, value=payload)
+
+    for entity in order:
+        add_stage(app, scorer, entity, stage_topics[entity], repartition, pass_on, partitions)
 
     app.scorer = scorer
     return app

@@ -341,11 +341,11 @@ class Spy(Scorer):
         if hasattr(Scorer, "feedback"):
             super().feedback(record, label)
 
-    def score(self, tx, state, source=(-1, -1)):
+    def score(self, tx, state, source=(-1, -1), carried=None):
         self.arrivals += [(*item, tx.ts_ms) for item in self.waiting]
         self.waiting.clear()
         self.delivered_before.append((tx.ts_ms, len(self.arrivals)))
-        return super().score(tx, state, source)
+        return super().score(tx, state, source, carried)
 
 
 @pytest.mark.parametrize("delay, delay_ms", [("30m", 1_800_000), ("0", 0), ("7d", 604_800_000)])

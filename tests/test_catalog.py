@@ -67,11 +67,12 @@ def test_list_json(config_dir):
     assert set(entries) == set(REGISTRY)
     assert entries["large_amount"] == {"name": "large_amount", "family": "amount",
                                        "typology": REGISTRY["large_amount"].typology, "requires": [],
-                                       "configured": True, "weight": 33.0, "enabled": True}
+                                       "entity": "account", "configured": True, "weight": 33.0, "enabled": True}
     assert (entries["structuring"]["configured"], entries["structuring"]["enabled"]) == (True, False)
     new_device = entries["new_device"]
     assert (new_device["configured"], new_device["weight"], new_device["enabled"]) == (False, None, False)
     assert new_device["requires"] == ["device_id"]
+    assert entries["merchant_compromise"]["entity"] == "merchant" and entries["device_shared"]["entity"] == "device"
 
 
 def test_list_uses_the_repository_config_by_default():

@@ -1,6 +1,7 @@
 """Online models: checkpoints restore exactly, and dispositions measurably improve the scores."""
 
 import heapq
+from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
@@ -80,12 +81,12 @@ def test_dispositions_measurably_improve_the_scores_on_the_generators_stream():
         seed=5, accounts=20_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.03).take(50_000)]
 
     def judged_auc(with_feedback: bool) -> float:
-        scorer, states, pending, judged = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), {}, [], []
+        scorer, states, pending, judged = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), defaultdict(dict), [], []
         for i, tx in enumerate(txs):
             while pending and pending[0][0] <= tx.ts_ms:
-                _, _, record, label = heapq.heappop(pending)
-                scorer.feedback(record, label)
-            record = scorer.score(tx, states.setdefault(tx.account_id, {}))
+                _, j, record, label = heapq.heappop(pending)
+                scorer.feedback_offline(txs[j], record, label, states)
+            record = scorer.score_offline(tx, states)
             label = bool(record["scenario"])
             if with_feedback and record["tier"] >= 1:
                 # Analysts disposition what was alerted, an hour of event time later.
