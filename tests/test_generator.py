@@ -155,9 +155,28 @@ def test_every_scenario_appears_with_labels(txs):
     assert set(seen) == set(SCENARIOS)
 
 
-def test_incidents_stay_on_one_account(txs):
+MULTI_VICTIM = ("fraud_ring", "merchant_cash_out")
+
+
+def test_incidents_stay_on_one_account_unless_they_work_through_victims(txs):
     for name, rows in _incidents(txs).items():
-        assert len({tx["account_id"] for _, tx in rows}) == 1, name
+        accounts = {tx["account_id"] for _, tx in rows}
+        assert len(accounts) == 1 or name.startswith(MULTI_VICTIM), name
+
+
+def test_rings_and_colluding_merchants_recur_across_incidents(slow_txs):
+    """What the device's, the beneficiary's and the merchant's own state can learn from."""
+    _, txs = slow_txs
+    by_kind = {kind: [rows for name, rows in _incidents(txs).items() if name.startswith(kind + "-")]
+               for kind in MULTI_VICTIM}
+    assert len(by_kind["fraud_ring"]) >= 8 and len(by_kind["merchant_cash_out"]) >= 8
+    devices = Counter(tx["device_id"] for rows in by_kind["fraud_ring"] for tx in {t["device_id"]: t for _, t in rows}.values())
+    payees = {tx["counterparty_id"] for rows in by_kind["fraud_ring"] for _, tx in rows}
+    assert len(devices) <= 12 and max(devices.values()) >= 2 and len(payees) <= 12  # 6 rings of 2 and 2
+    assert max(len({tx["account_id"] for _, tx in rows}) for rows in by_kind["fraud_ring"]) >= 3
+    merchants = Counter(rows[0][1]["merchant_id"] for rows in by_kind["merchant_cash_out"])
+    assert len(merchants) <= 6 and max(merchants.values()) >= 2
+    assert all(len({tx["merchant_id"] for _, tx in rows}) == 1 for rows in by_kind["merchant_cash_out"])
 
 
 def test_structuring_stays_just_under_the_threshold(slow_txs):
