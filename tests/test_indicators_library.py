@@ -19,12 +19,13 @@ from indicators.counterparty import FanIn, FanOut, HighRiskMcc, NewMerchant
 from indicators.dormancy import DormantReactivation, FirstActivityLarge
 from indicators.geo import GeoDistanceFromHome, HighRiskCountry, ImpossibleTravel, NewIpPrefix, UnusualChannel
 from indicators.scoring import load_scoring_config
+from indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
 
 NEW = [AmountVelocityBaseline, RapidSuccession, AmountEwmaRatio, MaxMultiple, RoundAmount, FanIn, FanOut,
        HighRiskMcc, NewMerchant, ImpossibleTravel, GeoDistanceFromHome, HighRiskCountry, UnusualChannel, NewIpPrefix,
        DormantReactivation, FirstActivityLarge, BalanceDrain, CrossBorderRatio, CashIntensity,
-       DistinctMerchantsSmall, DeclinedThenApproved]
+       DistinctMerchantsSmall, DeclinedThenApproved, MerchantCompromise, DeviceShared, CounterpartyFanIn]
 
 FULL = dict(currency="CNY", direction="debit", channel="mobile", counterparty_id="C1", merchant_id="M1", mcc="5411",
             country="CN", device_id="D1", ip="36.1.2.3", lat=31.23, lon=121.47, status="approved")
