@@ -3,7 +3,7 @@
 Plain Python with no Kafka in it, so the Faust worker and offline tools run the same code.
 Each hit contributes its configured weight (points); contributions combine like independent
 evidence, ``score = 100 · (1 − Π(1 − wᵢ/100))``, so two 40-point hits give 64, not 80, and
-the score never passes 100. Tiers are score floors from ``config/scoring.yaml``.
+the score never passes 100. Tiers are score floors from ``config/indicators.yaml``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from indicators.models import TX_FEATURES, ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction
 
-SCORING_FILE = "scoring.yaml"
+SCORING_FILE = "indicators.yaml"
 TIER_NAMES = {0: "none", 1: "watch", 2: "review", 3: "critical"}
 
 

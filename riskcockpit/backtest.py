@@ -478,7 +478,7 @@ def rejection_summary(loaded: Loaded, first: int = 5) -> list[str]:
 
 
 def load_config_file(path: str | Path) -> ScoringConfig:
-    """A scoring config file in the format of ``config/scoring.yaml``."""
+    """A scoring config file in the format of ``config/indicators.yaml``."""
     path = Path(path)
     try:
         return ScoringConfig.model_validate(read_yaml(path))

@@ -70,7 +70,7 @@ def _bounds(info: FieldInfo) -> str:
 
 
 def params_of(model: type, prefix: str = "") -> list[dict[str, Any]]:
-    """One dict per parameter: name, type, default (as written in scoring.yaml), bounds, description.
+    """One dict per parameter: name, type, default (as written in indicators.yaml), bounds, description.
 
     Nested settings models are flattened to dotted names (``anomaly.hst.n_trees``).
     """
@@ -214,7 +214,7 @@ def render_markdown() -> str:
            f"<!-- Generated from the indicator registry by `{REGENERATE}`; do not edit by hand. -->", "",
            "Every indicator scores a transaction against what it knows of one entity (the account, or the",
            "merchant, device or counterparty: the worker re-keys the stream for those), then learns from it.",
-           "Weights and parameters are set per indicator in `config/scoring.yaml` (durations: 30s, 10m, 24h, 7d).",
+           "Weights and parameters are set per indicator in `config/indicators.yaml` (durations: 30s, 10m, 24h, 7d).",
            "`riskcockpit indicators list` shows them with the active configuration, "
            "`riskcockpit indicators show NAME` one of them.", "",
            "| indicator | family | state kept per | typology targeted | fields required beyond the contract |",
@@ -240,7 +240,7 @@ def render_markdown() -> str:
 
 
 def _models_section() -> list[str]:
-    """The scoring config's model settings (``models:`` in scoring.yaml), if it has any."""
+    """The scoring config's model settings (``models:`` in indicators.yaml), if it has any."""
     from indicators.scoring import ScoringConfig
 
     for key, info in ScoringConfig.model_fields.items():
@@ -248,7 +248,7 @@ def _models_section() -> list[str]:
         if key.startswith("model") and isinstance(model, type) and issubclass(model, BaseModel):
             module = sys.modules.get(model.__module__)
             prose = " ".join(_doc(module)[0].split("\n\n")[0].split()) if module and module.__doc__ else ""
-            return ["", "## Models", "", f"`{key}:` in `config/scoring.yaml`. {prose}".rstrip(), "",
+            return ["", "## Models", "", f"`{key}:` in `config/indicators.yaml`. {prose}".rstrip(), "",
                     "**Parameters:**", "", *_params_table(params_of(model))]
     return []
 

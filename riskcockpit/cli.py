@@ -35,7 +35,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config-dir", envvar="RISKCOCKPIT_CONFIG_DIR", type=click.Path(file_okay=False),
-              help="folder with riskcockpit.yaml and scoring.yaml (default: the repository's config/)")
+              help="folder with riskcockpit.yaml and indicators.yaml (default: the repository's config/)")
 @click.option("--kafka", "kafka_bootstrap", help="bootstrap servers of an existing Kafka (else the embedded broker)")
 @click.option("--clickhouse-url", help="http://user:pass@host:8123/db of a ClickHouse server (else embedded chdb)")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="broker data and embedded store")

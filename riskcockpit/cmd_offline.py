@@ -68,7 +68,7 @@ _FILE = click.Path(exists=True, dir_okay=False)
 @click.option("--mapping", "mapping_file", required=True, type=_FILE,
               help="YAML mapping of the file's columns to the transaction schema")
 @click.option("--config", "config_file", type=_FILE,
-              help="a scoring config file (format of config/scoring.yaml) instead of the config folder's")
+              help="a scoring config file (format of config/indicators.yaml) instead of the config folder's")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Parquet file of results; rejected rows go to OUT.rejected.jsonl")
 @click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, legit: 0/false/no/legit…)")

@@ -109,7 +109,7 @@ def test_csv_backtest_has_the_hand_computed_answer(tmp_path, tolerant):
     rows = labelled_rows()
     data = write_csv(tmp_path / "tx.csv", rows)
     mapping = write_yaml(tmp_path / "map.yaml", MAPPING)
-    config = write_yaml(tmp_path / "scoring.yaml", tiny_config())
+    config = write_yaml(tmp_path / "indicators.yaml", tiny_config())
     out = tmp_path / "out.parquet"
     result = run_cli(backtest, [data, "--mapping", mapping, "--config", config, "--out", out,
                                 "--labels", "is_fraud", "--quiet"])
@@ -446,11 +446,11 @@ def test_indicator_columns_hold_each_indicators_value_and_null_when_not_applicab
 
 
 def test_scoring_config_file_errors_name_the_file(tmp_path):
-    bad = write_yaml(tmp_path / "bad-scoring.yaml", {"indicators": {"large_amount": {"weight": 500}}})
+    bad = write_yaml(tmp_path / "bad-indicators.yaml", {"indicators": {"large_amount": {"weight": 500}}})
     result = run_cli(backtest, [write_csv(tmp_path / "tx.csv", labelled_rows(5)), "--mapping",
                                 write_yaml(tmp_path / "m.yaml", MAPPING), "--config", bad, "--out", tmp_path / "o.parquet"])
     assert result.exit_code == 1
-    assert "bad-scoring.yaml: indicators.large_amount.weight: Input should be less than or equal to 100" in result.output
+    assert "bad-indicators.yaml: indicators.large_amount.weight: Input should be less than or equal to 100" in result.output
     result = run_cli(backtest, [tmp_path / "tx.csv", "--mapping", tmp_path / "m.yaml", "--out", tmp_path / "o.parquet",
                                 "--feedback-delay", "soon"])
     assert result.exit_code == 2 and "--feedback-delay" in result.output

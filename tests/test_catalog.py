@@ -38,7 +38,7 @@ def config_dir(tmp_path) -> Path:
     scoring = {"indicators": {"large_amount": {"weight": 33, "params": {"threshold": 20000}},
                               "structuring": {"weight": 60, "enabled": False},
                               "count_velocity": {"weight": 12.5}}}
-    (folder / "scoring.yaml").write_text(yaml.safe_dump(scoring))
+    (folder / "indicators.yaml").write_text(yaml.safe_dump(scoring))
     return folder
 
 

@@ -239,10 +239,10 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
 
     config_dir = tmp_path / "config"
     shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)
-    scoring = yaml.safe_load((config_dir / "scoring.yaml").read_text())
+    scoring = yaml.safe_load((config_dir / "indicators.yaml").read_text())
     scoring["models"]["checkpoint_every"] = 200
     scoring["models"]["supervised"]["min_labels"] = 2
-    (config_dir / "scoring.yaml").write_text(yaml.safe_dump(scoring))
+    (config_dir / "indicators.yaml").write_text(yaml.safe_dump(scoring))
     for key, value in {"RISKCOCKPIT_KAFKA": fresh_kafka.bootstrap, "RISKCOCKPIT_KAFKA__PARTITIONS": "1",
                        "RISKCOCKPIT_CONFIG_DIR": str(config_dir)}.items():
         monkeypatch.setenv(key, value)

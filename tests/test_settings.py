@@ -10,7 +10,7 @@ from riskcockpit.settings import DEFAULT_CONFIG_DIR, ConfigError, load_settings
 
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
-    for name in ("riskcockpit.yaml", "scoring.yaml"):
+    for name in ("riskcockpit.yaml", "indicators.yaml"):
         shutil.copy(DEFAULT_CONFIG_DIR / name, tmp_path / name)
     for key in ("RISKCOCKPIT_KAFKA", "RISKCOCKPIT_CLICKHOUSE_URL", "RISKCOCKPIT_DATA_DIR"):
         monkeypatch.delenv(key, raising=False)
@@ -71,7 +71,7 @@ def test_missing_config_dir(tmp_path):
 
 
 def test_scoring_error_names_file_indicator_and_field(config_dir):
-    path = config_dir / "scoring.yaml"
+    path = config_dir / "indicators.yaml"
     path.write_text(path.read_text().replace("params: {window: 10m, limit: 5}", "params: {window: soon, limit: 5}"))
     with pytest.raises(ConfigError) as info:
         load_scoring_config(config_dir)
@@ -80,7 +80,7 @@ def test_scoring_error_names_file_indicator_and_field(config_dir):
 
 
 def test_scoring_unknown_indicator_and_bad_tiers(config_dir):
-    path = config_dir / "scoring.yaml"
+    path = config_dir / "indicators.yaml"
     path.write_text("tiers: {watch: 60, review: 50, critical: 90}\nindicators:\n  velocity_of_light: {weight: 3}\n")
     with pytest.raises(ConfigError) as info:
         load_scoring_config(config_dir)
@@ -91,6 +91,6 @@ def test_scoring_unknown_indicator_and_bad_tiers(config_dir):
 
 def test_default_scoring_config_hash_is_stable(config_dir):
     assert load_scoring_config(config_dir).hash == load_scoring_config(DEFAULT_CONFIG_DIR).hash
-    path = config_dir / "scoring.yaml"
+    path = config_dir / "indicators.yaml"
     path.write_text(path.read_text().replace("watch: 30", "watch: 31"))
     assert load_scoring_config(config_dir).hash != load_scoring_config(DEFAULT_CONFIG_DIR).hash
