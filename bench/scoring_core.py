@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from indicators.scoring import Scorer, load_scoring_config
@@ -42,9 +43,9 @@ def main() -> None:
     print(f"{len(config.indicators)} indicators, {args.count} transactions of the generator, one core\n")
     validate = timed("parse + validate (streams.contract)", lambda: [parse_transaction(r) for r in raw], len(raw))
 
-    def run(cfg):
-        scorer, states = Scorer(cfg), {}
-        return lambda: [scorer.score(tx, states.setdefault(tx.account_id, {})) for tx in txs]
+    def run(cfg):  # every stage in one process, entity stages included, as a backtest runs them
+        scorer, states = Scorer(cfg), defaultdict(dict)
+        return lambda: [scorer.score_offline(tx, states) for tx in txs]
 
     indicators_only = timed("indicators only (models off)", run(no_models), len(txs))
     full = timed("indicators + anomaly ensemble + supervised", run(config), len(txs))
