@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from indicators.base import parse_duration_ms
@@ -570,7 +571,7 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
         cols["tier"].append(int(record["tier"]))
         cols["model_score"].append(record.get("model_score"))
         cols["config_hash"].append(record["config_hash"])
-        cols["reasons"].append(json.dumps(record["reasons"], ensure_ascii=False, separators=(",", ":")))
+        cols["reasons"].append(orjson.dumps(record["reasons"]).decode())  # compact UTF-8, as json.dumps would
         if labelled:
             cols["label"].append(label)
         for column, value in zip(ind_cols, _indicator_values(record, names)):
