@@ -29,8 +29,9 @@ from streams.generator import SyntheticStream, pace
 HERE = Path(__file__).resolve().parent
 
 
-def output_times(bootstrap: str, topic: str, expected: int, timeout: float) -> list[tuple[int, int, int]]:
-    """(timestamp ms, source partition, source offset) of ``expected`` records of ``topic``."""
+def output_times(bootstrap: str, topic: str, expected: int, timeout: float) -> list[tuple[int, str]]:
+    """(timestamp ms, tx_id) of ``expected`` records of ``topic``. By tx_id: a record that went
+    through an entity stage names the repartition topic as its source, not ``transactions``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
                              consumer_timeout_ms=1000)
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -39,18 +40,14 @@ def output_times(bootstrap: str, topic: str, expected: int, timeout: float) -> l
     seen, deadline = [], time.monotonic() + timeout
     while len(seen) < expected and time.monotonic() < deadline:
         for message in consumer:
-            source = (-1, -1)
-            if topic == topics.SCORES:
-                record = json.loads(message.value)
-                source = (record["source_partition"], record["source_offset"])
-            seen.append((message.timestamp, *source))
+            seen.append((message.timestamp, json.loads(message.value).get("tx_id", "")))
             if len(seen) >= expected:
                 break
     consumer.close()
     return seen
 
 
-def rate(times: list[tuple[int, int, int]]) -> float:
+def rate(times: list[tuple[int, str]]) -> float:
     stamps = sorted(t[0] for t in times)
     # Skip the first and last 5 %: start-up and the tail say nothing about steady throughput.
     lo, hi = stamps[len(stamps) // 20], stamps[-len(stamps) // 20 - 1]
@@ -104,19 +101,14 @@ def main() -> None:
         offset_base = args.count
         for offered in [float(r) for r in args.rates.split(",")]:
             sent_at = {}
-            n = 0
             for record in pace(iter(live), offered, args.seconds):
-                future = producer.send(topics.TRANSACTIONS, key=record["account_id"].encode(),
-                                       value=json.dumps(record).encode())
-                n += 1
-                sent_at[n] = future
+                sent_at[record["tx_id"]] = producer.send(topics.TRANSACTIONS, key=record["account_id"].encode(),
+                                                         value=json.dumps(record).encode())
             producer.flush()
-            sources = {}
-            for future in sent_at.values():
-                meta = future.get(30)
-                sources[(meta.partition, meta.offset)] = meta.timestamp
+            n = len(sent_at)
+            sources = {tx_id: future.get(30).timestamp for tx_id, future in sent_at.items()}
             scores = output_times(bootstrap, topics.SCORES, offset_base + n, 600)
-            latencies = sorted(ts - sources[(p, o)] for ts, p, o in scores if (p, o) in sources)
+            latencies = sorted(ts - sources[tx_id] for ts, tx_id in scores if tx_id in sources)
             offset_base += n
             if latencies:
                 p50 = statistics.median(latencies)
