@@ -17,7 +17,10 @@ parameters that bound the state (caps, memories) are listed.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
+import json
+import random
 import sys
 import textwrap
 from typing import Any
@@ -113,6 +116,36 @@ def _sample_state(cls: type[Indicator]) -> dict | None:
     return state
 
 
+STRESS_EVENTS = 3000
+
+
+@functools.cache
+def stress_state(cls: type[Indicator], events: int = STRESS_EVENTS) -> tuple[dict, int]:
+    """(final state, largest JSON size in bytes seen) of one entity after ``events`` varied
+    transactions at default parameters: bursts and days-long gaps, 5 % up to an hour late, every
+    counterparty, merchant, device, channel, country and network new, as a bound on the state
+    an entity can build up (caps and windows must hold it)."""
+    rng = random.Random(7)
+    indicator, state, minute, largest = cls(), {}, 0.0, 0
+    for i in range(events):
+        minute += rng.choice([0.01, 0.2, 3, 60, 300])
+        late = rng.random() < 0.05
+        fields = dict(_SAMPLE, direction=rng.choice(["credit", "debit"]), channel=f"ch{i % 40}",
+                      counterparty_id=f"C{i}", merchant_id=f"M{i}", mcc=f"{i % 10_000:04d}",
+                      country=["CN", "HK", "SG", "US", "RU", "KP"][i % 6] if i % 3 else f"X{chr(65 + i % 26)}",
+                      device_id=f"D{i}", ip=f"{i % 223 + 1}.{i % 256}.{i // 256 % 256}.7",
+                      lat=rng.uniform(-80, 80), lon=rng.uniform(-179, 179),
+                      account_id=f"A{i % 97}", status=rng.choice(["approved", "declined"]))
+        tx = tx_at(minute - (rng.uniform(0, 60) if late else 0), rng.choice([1.0, 7.5, 2_500.0, 60_000.0]),
+                   tx_id=f"x{i}", **fields)
+        indicator.evaluate(state, tx)
+        if i % 7 == 0:
+            indicator.learn_label(state, tx, i % 2 == 0)
+        if i % 50 == 0 or i == events - 1:
+            largest = max(largest, len(json.dumps(state, separators=(",", ":"))))
+    return state, largest
+
+
 def _learns_nothing(cls: type[Indicator]) -> bool:
     """True when ``learn_one``'s body is only ``pass`` / a docstring / ``return``: a stateless indicator."""
     try:
@@ -180,6 +213,7 @@ def describe(cls: type[Indicator]) -> dict[str, Any]:
         "params": params_of(cls.Params),
         "state": state,
         "state_origin": origin,
+        "state_bytes": stress_state(cls)[1],
         "example": example,
     }
 
@@ -232,7 +266,10 @@ def render_markdown() -> str:
                 f"**Fields required:** {fields_required(e)}", "",
                 f"**State kept per:** {e['entity']} (`{ENTITY_FIELDS[e['entity']]}`)", "",
                 f"**State kept{'' if e['state_origin'] == 'state_doc' else ' (derived: no state_doc)'}:** "
-                f"{e['state']}", "", "**Parameters:**", "", *_params_table(e["params"])]
+                f"{e['state']}", "",
+                f"**State size:** at most {e['state_bytes']:,} bytes of JSON per {e['entity']} "
+                f"(largest seen over {STRESS_EVENTS:,} varied transactions at the defaults)", "",
+                "**Parameters:**", "", *_params_table(e["params"])]
         if e["example"]:
             out += ["", "**Example:**", "", "```python", e["example"], "```"]
     out += _models_section()

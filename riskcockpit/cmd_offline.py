@@ -172,7 +172,8 @@ def indicators_list(obj, as_json):
     for entry in sorted(catalog(), key=lambda e: e["name"]):
         item = active.get(entry["name"])
         rows.append({"name": entry["name"], "family": entry["family"], "typology": entry["typology"],
-                     "requires": entry["requires"], "entity": entry["entity"], "configured": item is not None,
+                     "requires": entry["requires"], "entity": entry["entity"], "state_bytes": entry["state_bytes"],
+                     "configured": item is not None,
                      "weight": item.weight if item else None, "enabled": bool(item and item.enabled)})
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -216,7 +217,8 @@ def indicators_show(obj, name):
     if not e["params"]:
         lines.append("  (none)")
     origin = "" if e["state_origin"] == "state_doc" else " (derived: no state_doc)"
-    lines += ["", f"state kept{origin}: {e['state']}"]
+    lines += ["", f"state kept{origin}: {e['state']}",
+              f"state size: at most {e['state_bytes']:,} bytes of JSON per {e['entity']} (stress test at the defaults)"]
     if e["example"]:
         lines += ["", "example:", *("  " + line for line in e["example"].splitlines())]
     click.echo("\n".join(lines))

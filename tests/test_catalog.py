@@ -67,7 +67,9 @@ def test_list_json(config_dir):
     assert set(entries) == set(REGISTRY)
     assert entries["large_amount"] == {"name": "large_amount", "family": "amount",
                                        "typology": REGISTRY["large_amount"].typology, "requires": [],
-                                       "entity": "account", "configured": True, "weight": 33.0, "enabled": True}
+                                       "entity": "account", "state_bytes": entries["large_amount"]["state_bytes"],
+                                       "configured": True, "weight": 33.0, "enabled": True}
+    assert entries["large_amount"]["state_bytes"] < 100 and entries["fan_in"]["state_bytes"] > 100
     assert (entries["structuring"]["configured"], entries["structuring"]["enabled"]) == (True, False)
     new_device = entries["new_device"]
     assert (new_device["configured"], new_device["weight"], new_device["enabled"]) == (False, None, False)
