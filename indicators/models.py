@@ -40,7 +40,7 @@ class _Config(BaseModel):
 
 
 class HSTParams(_Config):
-    n_trees: int = Field(10, ge=1, le=50, description="trees; 25x15 costs ~1.4 ms/event and 52 MB, 10x8 ~60 us")
+    n_trees: int = Field(5, ge=1, le=50, description="trees; 25x15 costs ~1.4 ms/event and 52 MB, 5x8 ~15 us")
     height: int = Field(8, ge=2, le=15)
     window_size: int = Field(250, ge=10)
 
@@ -68,7 +68,7 @@ class AnomalyParams(_Config):
     detectors: list[Literal["half_space_trees", "one_class_svm"]] = ["half_space_trees", "one_class_svm"]
     hst: HSTParams = HSTParams()
     svm: SVMParams = SVMParams()
-    learn_every: int = Field(2, ge=1, description="detectors learn one transaction in this many")
+    learn_every: int = Field(4, ge=1, description="detectors learn one transaction in this many")
     warmup: int = Field(1000, ge=0, description="transactions seen before the ensemble may contribute")
     calibration: int = Field(2000, ge=100, description="recent scores each percentile is taken over")
     hit_percentile: float = Field(0.995, gt=0.5, lt=1, description="hit at or above this percentile")
