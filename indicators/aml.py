@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, prune_window, register
+from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent
 
 
 class PassThroughParams(Params):
@@ -35,29 +36,39 @@ class PassThrough(Indicator):
     typology = "money-mule pass-through, layering"
     requires = ("direction",)
     Params = PassThroughParams
+    state_doc = ("`e`: [time, amount signed + for a credit and - for a debit, counterparty] of the window's "
+                 "transactions in arrival order (at most `cap`); " + IN_ORDER_DOC + ".")
 
-    def _recent(self, state, tx):
-        horizon = tx.ts_ms - self.params.window
-        return [e for e in state.get("e", ()) if horizon < e[0] <= tx.ts_ms]
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._not_debit = Signal(self.name, 0.0, False, "not a debit")
+        self._no_inflow = Signal(self.name, 0.0, False, "no recent inflow")
 
     def score_one(self, state, tx):
         if tx.direction != "debit":
-            return self.signal(0.0, False, "not a debit")
-        recent = self._recent(state, tx)
-        inflow = sum(e[1] for e in recent if e[1] > 0)
+            return self._not_debit
+        p, events = self.p, state.get("e")
+        inflow, paid_out, sources = 0, 0, set()
+        # One pass, adding in list order as sum() would: the same floats as three separate sums.
+        for _, signed, counterparty in recent(state, events, tx.ts_ms, p.window) if events else ():
+            if signed > 0:
+                inflow += signed
+                if counterparty:
+                    sources.add(counterparty)
+            elif signed < 0:
+                paid_out += signed
         if not inflow:
-            return self.signal(0.0, False, "no recent inflow")
-        outflow = tx.amount - sum(e[1] for e in recent if e[1] < 0)
-        sources = len({e[2] for e in recent if e[1] > 0 and e[2]})
+            return self._no_inflow
+        outflow = tx.amount - paid_out
         share = outflow / inflow
-        hit = self.params.ratio <= share < self.params.max_ratio and sources >= self.params.min_sources
-        return self.signal(round(share, 3), hit,
-                           f"{share:.0%} of {inflow:,.2f} received from {sources} payers passed on "
-                           f"within {self.params.window // 60_000} min")
+        hit = p.ratio <= share < p.max_ratio and len(sources) >= p.min_sources
+        reason = (f"{share:.0%} of {inflow:,.2f} received from {len(sources)} payers passed on "
+                  f"within {p.window // 60_000} min")
+        return new_signal((self.name, round(share, 3), hit, reason))
 
     def learn_one(self, state, tx):
         if tx.direction in ("debit", "credit"):
-            events = state.setdefault("e", [])
             signed = tx.amount if tx.direction == "credit" else -tx.amount
-            events.append([tx.ts_ms, signed, tx.counterparty_id])
-            prune_window(events, tx.ts_ms, self.params.window, self.params.cap)
+            push_event(state, state.setdefault("e", []), [tx.ts_ms, signed, tx.counterparty_id], self.p.window,
+                       self.p.cap)

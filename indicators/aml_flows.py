@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event, in_window, tally
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from indicators.support import Plain, add_event, in_window, new_signal, short_history, tally, too_few
+
+_SECOND = itemgetter(1)
 
 
 class BalanceDrainParams(Params):
@@ -38,15 +42,22 @@ class BalanceDrain(Indicator):
     Params = BalanceDrainParams
     state_doc = "`b`: the estimated balance, approved credits minus approved debits, floored at 0."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._not_debit = Signal(self.name, 0.0, False, "not a debit")
+        self._too_small = Signal(self.name, None, False, "estimated balance too small to judge")
+
     def score_one(self, state, tx):
         if tx.direction != "debit":
-            return self.signal(0.0, False, "not a debit")
+            return self._not_debit
         balance = state.get("b", 0.0)
-        if balance < self.params.min_balance:
-            return self.signal(None, False, "estimated balance too small to judge")
+        if balance < self.p.min_balance:
+            return self._too_small
         share = tx.amount / balance
-        return self.signal(round(share, 3), share >= self.params.ratio,
-                       lambda: f"debit takes {share:.0%} of the estimated balance {balance:,.2f}")
+        hit = share >= self.p.ratio
+        return new_signal((self.name, round(share, 3), hit,
+                           f"debit takes {share:.0%} of the estimated balance {balance:,.2f}" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
         if tx.status == "declined":
@@ -91,24 +102,32 @@ class CrossBorderRatio(Indicator):
     state_doc = ("`c`: transactions per country (at most `max_countries`, halved past `max_count`), `n` their total; "
                  "`e`: [time, country] of the window's transactions (at most `cap`).")
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._too_few = too_few(self.name, self.p.min_tx)
+        self._short = short_history(self.name, self.p.min_history)
+
     def score_one(self, state, tx):
-        total = state.get("n", 0)
-        if total < self.params.min_history:
-            return self.signal(None, False, f"history of {total} < {self.params.min_history}")
+        total, p = state.get("n", 0), self.p
+        if total < p.min_history:
+            return self._short[total]
+        recent = in_window(state.get("e", []), tx.ts_ms, p.window)
+        n = len(recent) + 1
+        if n < p.min_tx:
+            return self._too_few[n]
         counts = state["c"]
         home = max(counts, key=counts.get)
-        recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
-        n = len(recent) + 1
-        if n < self.params.min_tx:
-            return self.signal(None, False, f"{n} transactions < {self.params.min_tx}")
-        foreign = sum(1 for e in recent if e[1] != home) + (tx.country != home)
+        abroad = tx.country != home
+        foreign = n - 1 - list(map(_SECOND, recent)).count(home) + abroad
         share = foreign / n
-        return self.signal(round(share, 3), tx.country != home and share >= self.params.ratio,
-                       lambda: f"{foreign} of {n} transactions outside {home} within {self.params.window // 60_000} min")
+        hit = abroad and share >= p.ratio
+        return new_signal((self.name, round(share, 3), hit, NO_HIT if not hit else
+                           f"{foreign} of {n} transactions outside {home} within {p.window // 60_000} min"))
 
     def learn_one(self, state, tx):
-        tally(state, tx.country, self.params.max_count, self.params.max_countries)
-        add_event(state.setdefault("e", []), [tx.ts_ms, tx.country], self.params.window, self.params.cap)
+        tally(state, tx.country, self.p.max_count, self.p.max_countries)
+        add_event(state.setdefault("e", []), [tx.ts_ms, tx.country], self.p.window, self.p.cap)
 
 
 class CashIntensityParams(Params):
@@ -143,18 +162,26 @@ class CashIntensity(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self._cash = frozenset(self.params.cash_channels)
+        self.p = Plain(self.params)
+        self._cash = frozenset(self.p.cash_channels)
+        self._not_cash = Signal(self.name, 0.0, False, "not cash")
 
     def score_one(self, state, tx):
         if tx.channel not in self._cash:
-            return self.signal(0.0, False, "not cash")
-        recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
-        cash = tx.amount + sum(e[1] for e in recent if e[2])
-        total = tx.amount + sum(e[1] for e in recent)
+            return self._not_cash
+        p = self.p
+        in_cash, moved = 0, 0
+        # One pass, adding in list order as sum() would: the same floats as two separate sums.
+        for _, amount, is_cash in in_window(state.get("e", []), tx.ts_ms, p.window):
+            moved += amount
+            if is_cash:
+                in_cash += amount
+        cash, total = tx.amount + in_cash, tx.amount + moved
         share = cash / total
-        return self.signal(round(share, 3), share >= self.params.share and cash >= self.params.min_cash,
-                       lambda: f"{cash:,.2f} in cash, {share:.0%} of the amount within {self.params.window // 3_600_000}h")
+        hit = share >= p.share and cash >= p.min_cash
+        return new_signal((self.name, round(share, 3), hit, NO_HIT if not hit else
+                           f"{cash:,.2f} in cash, {share:.0%} of the amount within {p.window // 3_600_000}h"))
 
     def learn_one(self, state, tx):
         add_event(state.setdefault("e", []), [tx.ts_ms, tx.amount, int(tx.channel in self._cash)],
-                  self.params.window, self.params.cap)
+                  self.p.window, self.p.cap)

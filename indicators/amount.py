@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
+from math import log, sqrt
 
 from pydantic import Field, model_validator
 
-from indicators.base import DurationMs, Indicator, Params, prune_window, register
+from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent, short_history
 
 
 class AmountZScoreParams(Params):
@@ -36,22 +37,27 @@ class AmountZScore(Indicator):
     typology = "account takeover, unusual spend"
     Params = AmountZScoreParams
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
     def score_one(self, state, tx):
-        n = state.get("n", 0)
-        if n < self.params.min_history:
-            return self.signal(None, False, f"history of {n} < {self.params.min_history}")
-        std = max(math.sqrt(state["m2"] / (n - 1)), self.params.min_std)
-        z = (math.log(tx.amount) - state["mean"]) / std
-        return self.signal(round(z, 3), z >= self.params.threshold,
-                           f"amount {tx.amount:,.2f} is {z:.1f} sd above the account's usual")
+        p, n = self.p, state.get("n", 0)
+        if n < p.min_history:
+            return self._short[n]
+        std = max(sqrt(state["m2"] / (n - 1)), p.min_std)
+        z = (log(tx.amount) - state["mean"]) / std
+        return new_signal((self.name, round(z, 3), z >= p.threshold,
+                           f"amount {tx.amount:,.2f} is {z:.1f} sd above the account's usual"))
 
     def learn_one(self, state, tx):
-        x = math.log(tx.amount)
+        x = log(tx.amount)
         n = state.get("n", 0) + 1
         mean = state.get("mean", 0.0)
         delta = x - mean
         mean += delta / n
-        state.update(n=n, mean=mean, m2=state.get("m2", 0.0) + delta * (x - mean))
+        state["n"], state["mean"], state["m2"] = n, mean, state.get("m2", 0.0) + delta * (x - mean)
 
 
 class LargeAmountParams(Params):
@@ -72,9 +78,14 @@ class LargeAmount(Indicator):
     typology = "large-value transactions subject to review"
     Params = LargeAmountParams
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self._threshold = self.params.threshold
+        self._at_least = f" >= {self._threshold:,.0f}"
+
     def score_one(self, state, tx):
-        return self.signal(tx.amount, tx.amount >= self.params.threshold,
-                           f"amount {tx.amount:,.2f} >= {self.params.threshold:,.0f}")
+        amount = tx.amount
+        return new_signal((self.name, amount, amount >= self._threshold, f"amount {amount:,.2f}{self._at_least}"))
 
     def learn_one(self, state, tx):
         pass  # stateless
@@ -108,21 +119,25 @@ class Structuring(Indicator):
     family = "amount"
     typology = "structuring / smurfing under the reporting threshold"
     Params = StructuringParams
+    state_doc = ("`e`: [time] of the window's amounts just under the threshold, in arrival order (at most `cap`); "
+                 + IN_ORDER_DOC + ".")
 
-    def _near(self, amount: float) -> bool:
-        return self.params.threshold * (1 - self.params.band) <= amount < self.params.threshold
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = p = Plain(self.params)
+        self._low = p.threshold * (1 - p.band)  # "just under": in [threshold * (1 - band), threshold)
+        self._not_near = Signal(self.name, 0.0, False, "amount not just under the threshold")
+        under = f" amounts just under {p.threshold:,.0f} within {p.window // 3_600_000}h"
+        self._by_count = Signals(lambda count: Signal(self.name, float(count), count >= p.count, f"{count}{under}"))
 
     def score_one(self, state, tx):
-        if not self._near(tx.amount):
-            return self.signal(0.0, False, "amount not just under the threshold")
-        horizon = tx.ts_ms - self.params.window
-        count = 1 + sum(1 for e in state.get("e", ()) if horizon < e[0] <= tx.ts_ms)
-        return self.signal(float(count), count >= self.params.count,
-                           f"{count} amounts just under {self.params.threshold:,.0f} within "
-                           f"{self.params.window // 3_600_000}h")
+        p = self.p
+        if not self._low <= tx.amount < p.threshold:
+            return self._not_near
+        events = state.get("e")
+        return self._by_count[1 + len(recent(state, events, tx.ts_ms, p.window)) if events else 1]  # <= cap + 1
 
     def learn_one(self, state, tx):
-        if self._near(tx.amount):
-            events = state.setdefault("e", [])
-            events.append([tx.ts_ms])
-            prune_window(events, tx.ts_ms, self.params.window, self.params.cap)
+        p = self.p
+        if self._low <= tx.amount < p.threshold:
+            push_event(state, state.setdefault("e", []), [tx.ts_ms], p.window, p.cap)

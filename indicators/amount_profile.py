@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import Indicator, Params, register
+from indicators.base import NO_HIT, Indicator, Params, Signal, register
+from indicators.support import Plain, new_signal, short_history
+
+
 class AmountEwmaRatioParams(Params):
     ratio: float = Field(10.0, gt=1, description="hit at or above this multiple of the entity's recent average amount")
     alpha: float = Field(0.1, gt=0, le=1, description="weight of the newest amount in the average (0.1: about the last 10)")
@@ -31,18 +34,24 @@ class AmountEwmaRatio(Indicator):
     Params = AmountEwmaRatioParams
     state_doc = "`avg`: the running average amount; `n`: transactions seen."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
     def score_one(self, state, tx):
         n = state.get("n", 0)
-        if n < self.params.min_history:
-            return self.signal(None, False, f"history of {n} < {self.params.min_history}")
+        if n < self.p.min_history:
+            return self._short[n]
         avg = state["avg"]
         ratio = tx.amount / avg
-        return self.signal(round(ratio, 3), ratio >= self.params.ratio,
-                       lambda: f"amount {tx.amount:,.2f} is {ratio:.1f}x the recent average {avg:,.2f}")
+        hit = ratio >= self.p.ratio
+        return new_signal((self.name, round(ratio, 3), hit,
+                           f"amount {tx.amount:,.2f} is {ratio:.1f}x the recent average {avg:,.2f}" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
-        avg = state.get("avg")
-        state["avg"] = tx.amount if avg is None else avg + self.params.alpha * (tx.amount - avg)
+        amount, avg = tx.amount, state.get("avg")
+        state["avg"] = amount if avg is None else avg + self.p.alpha * (amount - avg)
         state["n"] = state.get("n", 0) + 1
 
 
@@ -71,17 +80,25 @@ class MaxMultiple(Indicator):
     Params = MaxMultipleParams
     state_doc = "`max`: the largest amount seen; `n`: transactions seen."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
     def score_one(self, state, tx):
         n = state.get("n", 0)
-        if n < self.params.min_history:
-            return self.signal(None, False, f"history of {n} < {self.params.min_history}")
+        if n < self.p.min_history:
+            return self._short[n]
         top = state["max"]
         multiple = tx.amount / top
-        return self.signal(round(multiple, 3), multiple >= self.params.multiple,
-                       lambda: f"amount {tx.amount:,.2f} is {multiple:.1f}x the largest so far ({top:,.2f})")
+        hit = multiple >= self.p.multiple
+        return new_signal((self.name, round(multiple, 3), hit,
+                           f"amount {tx.amount:,.2f} is {multiple:.1f}x the largest so far ({top:,.2f})" if hit
+                           else NO_HIT))
 
     def learn_one(self, state, tx):
-        state["max"] = max(state.get("max", 0.0), tx.amount)
+        amount, top = tx.amount, state.get("max", 0.0)
+        state["max"] = amount if amount > top else top
         state["n"] = state.get("n", 0) + 1
 
 
@@ -110,14 +127,21 @@ class RoundAmount(Indicator):
     typology = "laundering with round transfers, cash placement, scams with made-up amounts"
     Params = RoundAmountParams
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._not_round = Signal(self.name, 0.0, False, "not a large round amount")
+
     def score_one(self, state, tx):
-        units = tx.amount / self.params.granularity
+        amount, p = tx.amount, self.p
+        if amount < p.min_amount:  # most amounts: no need to look for roundness
+            return self._not_round
+        units = amount / p.granularity
         # Within a cent of a multiple counts: amounts arrive as floats.
-        is_round = abs(tx.amount - round(units) * self.params.granularity) < 0.005
-        if not is_round or tx.amount < self.params.min_amount:
-            return self.signal(0.0, False, "not a large round amount")
-        return self.signal(float(round(units)), True,
-                           f"round amount {tx.amount:,.0f} ({round(units)} x {self.params.granularity:,.0f})")
+        if abs(amount - round(units) * p.granularity) >= 0.005:
+            return self._not_round
+        return new_signal((self.name, float(round(units)), True,
+                           f"round amount {amount:,.0f} ({round(units)} x {p.granularity:,.0f})"))
 
     def learn_one(self, state, tx):
         pass  # stateless

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -53,9 +54,11 @@ class Signal(NamedTuple):
     reason: str
 
 
-# Signal(...) goes through a generated Python-level __new__; tuple.__new__ skips that frame,
-# and every transaction builds one signal per indicator.
-_new_signal = tuple.__new__
+_tuple_new = tuple.__new__
+# ``new_signal((name, value, hit, reason))``: Signal(...) without the NamedTuple's generated
+# Python-level ``__new__``. Every transaction builds one signal per indicator, and that frame
+# is a third of the cost.
+new_signal = partial(_tuple_new, Signal)
 
 
 class Params(BaseModel):
@@ -108,7 +111,7 @@ class Indicator:
         for field in self.requires:
             if getattr(tx, field) is None:
                 missing = [f for f in self.requires if getattr(tx, f) is None]
-                return _new_signal(Signal, (self.name, None, False, f"not applicable: no {', '.join(missing)}"))
+                return _tuple_new(Signal, (self.name, None, False, f"not applicable: no {', '.join(missing)}"))
         signal = self.score_one(state, tx)
         self.learn_one(state, tx)
         return signal
@@ -123,7 +126,7 @@ class Indicator:
         """
         if callable(reason):
             reason = reason() if hit else NO_HIT
-        return _new_signal(Signal, (self.name, value, hit, reason))
+        return _tuple_new(Signal, (self.name, value, hit, reason))
 
 
 def prune_window(events: list, now_ms: int, window_ms: int, cap: int) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event, in_window
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from indicators.support import Plain, Signals, add_event, in_window, new_signal, short_history
+
+_AMOUNT = itemgetter(1)
 
 
 class AmountVelocityBaselineParams(Params):
@@ -45,32 +49,39 @@ class AmountVelocityBaseline(Indicator):
     state_doc = ("`e`: [time, amount] of the window's transactions (at most `cap`); `n`, `last`, `gap`, `mean`: "
                  "transactions seen, the latest time, the running mean gap (ms) and the running mean amount.")
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
     def usual(self, state) -> float | None:
-        if state.get("n", 0) < self.params.min_history:
+        if state.get("n", 0) < self.p.min_history:
             return None
-        per_window = max(1.0, self.params.window / state["gap"]) if state.get("gap") else 1.0
+        per_window = max(1.0, self.p.window / state["gap"]) if state.get("gap") else 1.0
         return per_window * state["mean"]
 
     def score_one(self, state, tx):
+        n, p = state.get("n", 0), self.p
+        if n < p.min_history:
+            return self._short[n]
         usual = self.usual(state)
-        if usual is None:
-            return self.signal(None, False, f"history of {state.get('n', 0)} < {self.params.min_history}")
-        total = tx.amount + sum(e[1] for e in in_window(state["e"], tx.ts_ms, self.params.window))
+        total = tx.amount + sum(map(_AMOUNT, in_window(state["e"], tx.ts_ms, p.window)))
         ratio = total / usual
-        return self.signal(round(ratio, 3), ratio >= self.params.factor and total >= self.params.min_total,
-                       lambda: f"{total:,.2f} moved within {self.params.window // 60_000} min, "
-                               f"{ratio:.1f}x the usual {usual:,.2f}")
+        hit = ratio >= p.factor and total >= p.min_total
+        return new_signal((self.name, round(ratio, 3), hit, NO_HIT if not hit else
+                           f"{total:,.2f} moved within {p.window // 60_000} min, {ratio:.1f}x the usual {usual:,.2f}"))
 
     def learn_one(self, state, tx):
-        a, last = self.params.alpha, state.get("last")
-        if last is not None and tx.ts_ms > last:
+        now, amount = tx.ts_ms, tx.amount
+        a, last = self.p.alpha, state.get("last")
+        if last is not None and now > last:
             # Capped at a day, like count_velocity, so a holiday does not make every week look busy.
-            gap = min(tx.ts_ms - last, 86_400_000)
+            gap = min(now - last, 86_400_000)
             state["gap"] = gap if "gap" not in state else (1 - a) * state["gap"] + a * gap
-        state["last"] = max(tx.ts_ms, last or 0)
-        state["mean"] = tx.amount if "mean" not in state else (1 - a) * state["mean"] + a * tx.amount
+        state["last"] = max(now, last or 0)
+        state["mean"] = amount if "mean" not in state else (1 - a) * state["mean"] + a * amount
         state["n"] = state.get("n", 0) + 1
-        add_event(state.setdefault("e", []), [tx.ts_ms, tx.amount], self.params.window, self.params.cap)
+        add_event(state.setdefault("e", []), [now, amount], self.p.window, self.p.cap)
 
 
 class RapidSuccessionParams(Params):
@@ -111,32 +122,41 @@ class RapidSuccession(Indicator):
     state_doc = ("`t`: the times of the latest `count` + 1 transactions, in time order; `gap`: the usual gap "
                  "(EWMA, ms); `n`: transactions seen.")
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._no_hit = Signals(lambda run: Signal(self.name, float(run), False, NO_HIT))  # at most count + 1
+
     def _unusual_for_entity(self, state) -> bool:
-        if not self.params.usual_gap_factor:
+        if not self.p.usual_gap_factor:
             return True
-        return state.get("n", 0) >= self.params.min_history and \
-            state.get("gap", 0) >= self.params.usual_gap_factor * self.params.gap
+        return state.get("n", 0) >= self.p.min_history and \
+            state.get("gap", 0) >= self.p.usual_gap_factor * self.p.gap
 
     def score_one(self, state, tx):
-        run, current = 0, tx.ts_ms
+        now, max_gap = tx.ts_ms, self.p.gap
+        run, current = 0, now
         for t in reversed(state.get("t", ())):
-            if t > tx.ts_ms:
+            if t > now:
                 continue  # a late event's run is made of its own past
-            if current - t >= self.params.gap:
+            if current - t >= max_gap:
                 break
             run, current = run + 1, t
-        return self.signal(float(run), run >= self.params.count and self._unusual_for_entity(state),
-                           lambda: f"{run + 1} transactions each within {self.params.gap / 1000:g}s of the previous"
-                                   f" (usually {state['gap'] / 1000:,.0f}s apart)")
+        if run < self.p.count or not self._unusual_for_entity(state):
+            return self._no_hit[run]
+        reason = (f"{run + 1} transactions each within {max_gap / 1000:g}s of the previous"
+                  f" (usually {state['gap'] / 1000:,.0f}s apart)")
+        return new_signal((self.name, float(run), True, reason))
 
     def learn_one(self, state, tx):
+        now = tx.ts_ms
         times = state.setdefault("t", [])
-        if times and tx.ts_ms > times[-1]:
-            gap = min(tx.ts_ms - times[-1], 86_400_000)
+        if times and now > times[-1]:
+            gap = min(now - times[-1], 86_400_000)
             state["gap"] = gap if "gap" not in state else 0.9 * state["gap"] + 0.1 * gap
         state["n"] = state.get("n", 0) + 1
         # count + 1 times are all a run can need; older ones cannot extend it.
-        times.append(tx.ts_ms)
-        if len(times) > 1 and times[-2] > tx.ts_ms:
+        times.append(now)
+        if len(times) > 1 and times[-2] > now:
             times.sort()
-        del times[: -(self.params.count + 1)]
+        del times[: -(self.p.count + 1)]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event, in_window
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from indicators.support import Plain, Signals, add_event, in_window
+
+_SECOND = itemgetter(1)
 
 
 class DistinctMerchantsSmallParams(Params):
@@ -38,18 +42,28 @@ class DistinctMerchantsSmall(Indicator):
     Params = DistinctMerchantsSmallParams
     state_doc = "`e`: [time, merchant] of the window's small payments (at most `cap`)."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._not_small = Signal(self.name, 0.0, False, "not a small amount")
+        self._by_distinct = Signals(self._signal)  # at most cap + 1
+
+    def _signal(self, distinct: int) -> Signal:
+        hit = distinct >= self.p.merchants
+        return Signal(self.name, float(distinct), hit, NO_HIT if not hit else
+                      f"payments <= {self.p.max_amount:g} at {distinct} merchants within {self.p.window // 60_000} min")
+
     def score_one(self, state, tx):
-        if tx.amount > self.params.max_amount:
-            return self.signal(0.0, False, "not a small amount")
-        recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
-        distinct = len({e[1] for e in recent} | {tx.merchant_id})
-        return self.signal(float(distinct), distinct >= self.params.merchants,
-                       lambda: f"payments <= {self.params.max_amount:g} at {distinct} merchants "
-                               f"within {self.params.window // 60_000} min")
+        p = self.p
+        if tx.amount > p.max_amount:
+            return self._not_small
+        merchants = set(map(_SECOND, in_window(state.get("e", []), tx.ts_ms, p.window)))
+        merchants.add(tx.merchant_id)
+        return self._by_distinct[len(merchants)]
 
     def learn_one(self, state, tx):
-        if tx.amount <= self.params.max_amount:
-            add_event(state.setdefault("e", []), [tx.ts_ms, tx.merchant_id], self.params.window, self.params.cap)
+        if tx.amount <= self.p.max_amount:
+            add_event(state.setdefault("e", []), [tx.ts_ms, tx.merchant_id], self.p.window, self.p.cap)
 
 
 class DeclinedThenApprovedParams(Params):
@@ -80,17 +94,27 @@ class DeclinedThenApproved(Indicator):
     Params = DeclinedThenApprovedParams
     state_doc = "`e`: [time, 1 if declined] of the window's transactions (at most `cap`)."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._declined = Signal(self.name, 0.0, False, "declined")
+        self._by_run = Signals(self._signal)  # at most cap + 1
+
+    def _signal(self, run: int) -> Signal:
+        hit = run >= self.p.declines
+        return Signal(self.name, float(run), hit, NO_HIT if not hit else
+                      f"approved after {run} declines in a row within {self.p.window // 60_000} min")
+
     def score_one(self, state, tx):
         if tx.status != "approved":
-            return self.signal(0.0, False, "declined")
-        run = 0
-        for e in reversed(in_window(state.get("e", []), tx.ts_ms, self.params.window)):
+            return self._declined
+        p, run = self.p, 0
+        for e in reversed(in_window(state.get("e", []), tx.ts_ms, p.window)):
             if not e[1]:
                 break
             run += 1
-        return self.signal(float(run), run >= self.params.declines,
-                       lambda: f"approved after {run} declines in a row within {self.params.window // 60_000} min")
+        return self._by_run[run]
 
     def learn_one(self, state, tx):
         add_event(state.setdefault("e", []), [tx.ts_ms, int(tx.status == "declined")],
-                  self.params.window, self.params.cap)
+                  self.p.window, self.p.cap)

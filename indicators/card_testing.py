@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, prune_window, register
+from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent, too_few
+
+_SECOND = itemgetter(1)
 
 
 class SmallAmountBurstParams(Params):
@@ -30,23 +35,31 @@ class SmallAmountBurst(Indicator):
     family = "card_testing"
     typology = "card testing at many merchants"
     Params = SmallAmountBurstParams
+    state_doc = ("`e`: [time, merchant] of the window's small payments in arrival order (at most `cap`); "
+                 + IN_ORDER_DOC + ".")
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._not_small = Signal(self.name, 0.0, False, "not a small amount")
 
     def score_one(self, state, tx):
-        if tx.amount > self.params.max_amount:
-            return self.signal(0.0, False, "not a small amount")
-        horizon = tx.ts_ms - self.params.window
-        recent = [e for e in state.get("e", ()) if horizon < e[0] <= tx.ts_ms]
-        merchants = {e[1] for e in recent if e[1]} | ({tx.merchant_id} if tx.merchant_id else set())
-        count = len(recent) + 1
-        return self.signal(float(count), count >= self.params.count,
-                           f"{count} payments <= {self.params.max_amount:g} at {len(merchants)} merchants "
-                           f"within {self.params.window // 60_000} min")
+        p = self.p
+        if tx.amount > p.max_amount:
+            return self._not_small
+        events = state.get("e")
+        window = recent(state, events, tx.ts_ms, p.window) if events else []
+        merchants = set(map(_SECOND, window))
+        merchants.add(tx.merchant_id)
+        merchants.discard(None)  # payments without a merchant are counted, not as a merchant
+        count = len(window) + 1
+        reason = f"{count} payments <= {p.max_amount:g} at {len(merchants)} merchants within {p.window // 60_000} min"
+        return new_signal((self.name, float(count), count >= p.count, reason))
 
     def learn_one(self, state, tx):
-        if tx.amount <= self.params.max_amount:
-            events = state.setdefault("e", [])
-            events.append([tx.ts_ms, tx.merchant_id])
-            prune_window(events, tx.ts_ms, self.params.window, self.params.cap)
+        p = self.p
+        if tx.amount <= p.max_amount:
+            push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.merchant_id], p.window, p.cap)
 
 
 class DeclineRatioParams(Params):
@@ -72,18 +85,25 @@ class DeclineRatio(Indicator):
     typology = "card testing, brute-forcing card details"
     requires = ("status",)
     Params = DeclineRatioParams
+    state_doc = ("`e`: [time, 1 if declined] of the window's transactions in arrival order (at most `cap`); "
+                 + IN_ORDER_DOC + ".")
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._too_few = too_few(self.name, self.p.min_tx)
 
     def score_one(self, state, tx):
-        horizon = tx.ts_ms - self.params.window
-        flags = [e[1] for e in state.get("e", ()) if horizon < e[0] <= tx.ts_ms]
-        flags.append(int(tx.status == "declined"))
-        if len(flags) < self.params.min_tx:
-            return self.signal(None, False, f"{len(flags)} transactions < {self.params.min_tx}")
-        ratio = sum(flags) / len(flags)
-        return self.signal(round(ratio, 3), ratio >= self.params.ratio,
-                           f"{sum(flags)} of {len(flags)} declined within {self.params.window // 60_000} min")
+        p, events = self.p, state.get("e")
+        window = recent(state, events, tx.ts_ms, p.window) if events else []
+        n = len(window) + 1
+        if n < p.min_tx:
+            return self._too_few[n]
+        declined = sum(map(_SECOND, window)) + (tx.status == "declined")
+        ratio = declined / n
+        return new_signal((self.name, round(ratio, 3), ratio >= p.ratio,
+                           f"{declined} of {n} declined within {p.window // 60_000} min"))
 
     def learn_one(self, state, tx):
-        events = state.setdefault("e", [])
-        events.append([tx.ts_ms, int(tx.status == "declined")])
-        prune_window(events, tx.ts_ms, self.params.window, self.params.cap)
+        push_event(state, state.setdefault("e", []), [tx.ts_ms, int(tx.status == "declined")], self.p.window,
+                   self.p.cap)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
 from indicators.novelty import Novelty
-from indicators.support import add_event, in_window
+from indicators.support import Plain, Signals, add_event, in_window, new_signal
+
+_SECOND = itemgetter(1)
 
 
 class FanParams(Params):
@@ -32,23 +35,27 @@ class Fan(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self._skip = f"not a {self.direction} of at least {self.params.min_amount:g}"
+        self.p = Plain(self.params)
+        self._skip = Signal(self.name, 0.0, False, f"not a {self.direction} of at least {self.p.min_amount:g}")
+        self._by_distinct = Signals(self._signal)  # at most cap + 1
 
-    def _counts(self, tx) -> bool:
-        return tx.direction == self.direction and tx.amount >= self.params.min_amount
+    def _signal(self, distinct: int) -> Signal:
+        hit = distinct >= self.p.count
+        return Signal(self.name, float(distinct), hit, NO_HIT if not hit else
+                      f"{distinct} distinct {self.side} of at least {self.p.min_amount:,.0f} "
+                      f"within {self.p.window // 60_000} min")
 
     def score_one(self, state, tx):
-        if not self._counts(tx):
-            return self.signal(0.0, False, self._skip)
-        recent = in_window(state.get("e", []), tx.ts_ms, self.params.window)
-        distinct = len({e[1] for e in recent} | {tx.counterparty_id})
-        return self.signal(float(distinct), distinct >= self.params.count,
-                       lambda: f"{distinct} distinct {self.side} of at least {self.params.min_amount:,.0f} "
-                               f"within {self.params.window // 60_000} min")
+        p = self.p
+        if tx.direction != self.direction or tx.amount < p.min_amount:
+            return self._skip
+        counterparties = set(map(_SECOND, in_window(state.get("e", []), tx.ts_ms, p.window)))
+        counterparties.add(tx.counterparty_id)
+        return self._by_distinct[len(counterparties)]
 
     def learn_one(self, state, tx):
-        if self._counts(tx):
-            add_event(state.setdefault("e", []), [tx.ts_ms, tx.counterparty_id], self.params.window, self.params.cap)
+        if tx.direction == self.direction and tx.amount >= self.p.min_amount:
+            add_event(state.setdefault("e", []), [tx.ts_ms, tx.counterparty_id], self.p.window, self.p.cap)
 
 
 @register
@@ -130,11 +137,12 @@ class HighRiskMcc(Indicator):
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
         self._mccs = frozenset(self.params.mccs)
+        self._not_listed = Signal(self.name, 0.0, False, "merchant category not listed")
 
     def score_one(self, state, tx):
         if tx.mcc in self._mccs:
-            return self.signal(1.0, True, f"merchant category {tx.mcc} is high risk")
-        return self.signal(0.0, False, "merchant category not listed")
+            return new_signal((self.name, 1.0, True, f"merchant category {tx.mcc} is high risk"))
+        return self._not_listed
 
     def learn_one(self, state, tx):
         pass  # stateless

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from indicators.support import Plain, new_signal
 DAY_MS = 86_400_000
 
 
@@ -38,26 +39,36 @@ class DormantReactivation(Indicator):
     state_doc = ("`last`: the latest transaction time; `woke`, `idle`: when the entity last woke up and how long it "
                  "had been silent before (ms).")
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._first = Signal(self.name, None, False, "no earlier transaction")
+
     def score_one(self, state, tx):
         last = state.get("last")
         if last is None:
-            return self.signal(None, False, "no earlier transaction")
-        woke = state.get("woke")
-        if woke is not None and woke <= tx.ts_ms < woke + self.params.fresh:
+            return self._first
+        now, woke = tx.ts_ms, state.get("woke")
+        if woke is not None and woke <= now < woke + self.p.fresh:
             days = state["idle"] / DAY_MS
-            return self.signal(round(days, 2), True, f"account woke up {(tx.ts_ms - woke) // 60_000} min ago "
-                                                    f"after {days:,.0f} days idle")
+            reason = f"account woke up {(now - woke) // 60_000} min ago after {days:,.0f} days idle"
+            return new_signal((self.name, round(days, 2), True, reason))
         # A late event was not idle: the entity acted after it already.
-        idle = max(tx.ts_ms - last, 0)
+        idle = now - last if now > last else 0
         days = idle / DAY_MS
-        return self.signal(round(days, 2), idle >= self.params.idle,
-                       lambda: f"{days:,.0f} days since the previous transaction")
+        hit = idle >= self.p.idle
+        return new_signal((self.name, round(days, 2), hit,
+                           f"{days:,.0f} days since the previous transaction" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
-        last = state.get("last")
-        if last is not None and tx.ts_ms - last >= self.params.idle:
-            state["woke"], state["idle"] = tx.ts_ms, tx.ts_ms - last
-        state["last"] = max(tx.ts_ms, last or 0)
+        now, last = tx.ts_ms, state.get("last")
+        if last is None:
+            state["last"] = now
+        else:
+            if now - last >= self.p.idle:
+                state["woke"], state["idle"] = now, now - last
+            if now > last:
+                state["last"] = now
 
 
 class FirstActivityLargeParams(Params):
@@ -94,18 +105,26 @@ class FirstActivityLarge(Indicator):
     Params = FirstActivityLargeParams
     state_doc = "`n`: transactions seen, counted up to `first` only."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._established = Signal(self.name, None, False, "established account")
+        self._credit = Signal(self.name, 0.0, False, "a credit")
+
     def score_one(self, state, tx):
-        n = state.get("n", 0)
-        if n >= self.params.first:
-            return self.signal(None, False, "established account")
-        if self.params.debits_only and tx.direction == "credit":
-            return self.signal(0.0, False, "a credit")
-        if tx.channel in self.params.exempt_channels:
-            return self.signal(0.0, False, f"in person ({tx.channel})")
-        return self.signal(tx.amount, tx.amount >= self.params.amount,
-                       lambda: f"transaction {n + 1} of a new account moves {tx.amount:,.2f} out")
+        n, p = state.get("n", 0), self.p
+        if n >= p.first:
+            return self._established
+        if p.debits_only and tx.direction == "credit":
+            return self._credit
+        if tx.channel in p.exempt_channels:
+            return new_signal((self.name, 0.0, False, f"in person ({tx.channel})"))
+        amount = tx.amount
+        hit = amount >= p.amount
+        return new_signal((self.name, amount, hit,
+                           f"transaction {n + 1} of a new account moves {amount:,.2f} out" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
         n = state.get("n", 0)
-        if n < self.params.first:
+        if n < self.p.first:
             state["n"] = n + 1  # the count stops growing: only "still new or not" matters

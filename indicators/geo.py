@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from functools import lru_cache
 from ipaddress import ip_address
+from math import acos, asin, cos, radians, sin, sqrt
 from operator import itemgetter
 from typing import Annotated
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
 from indicators.novelty import Novelty, NoveltyParams
-from indicators.support import tally
+from indicators.support import Plain, new_signal, short_history, tally
 
 EARTH_RADIUS_KM = 6371.0
 _TIME = itemgetter(0)
@@ -25,9 +25,9 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     >>> round(haversine_km(31.23, 121.47, 39.90, 116.41))   # Shanghai - Beijing
     1067
     """
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+    p1, p2 = radians(lat1), radians(lat2)
+    a = sin((p2 - p1) / 2) ** 2 + cos(p1) * cos(p2) * sin(radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(a)))
 
 
 class ImpossibleTravelParams(Params):
@@ -64,25 +64,36 @@ class ImpossibleTravel(Indicator):
     Params = ImpossibleTravelParams
     state_doc = "`p`: the latest `cap` locations as [time, lat, lon], in time order."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._first = Signal(self.name, None, False, "no earlier location")
+
     def score_one(self, state, tx):
         points = state.get("p")
         if not points:
-            return self.signal(None, False, "no earlier location")
+            return self._first
+        now = tx.ts_ms
         # The neighbour in event time: the latest point not after this one, else the earliest.
-        i = bisect_right(points, tx.ts_ms, key=_TIME)
-        t, lat, lon = points[i - 1] if i else points[0]
+        if points[-1][0] <= now:  # in order: the latest point
+            t, lat, lon = points[-1]
+        else:
+            i = bisect_right(points, now, key=_TIME)
+            t, lat, lon = points[i - 1] if i else points[0]
         km = haversine_km(lat, lon, tx.lat, tx.lon)
-        hours = max(abs(tx.ts_ms - t), self.params.min_gap) / 3_600_000
+        p = self.p
+        hours = max(abs(now - t), p.min_gap) / 3_600_000
         kmh = km / hours
-        return self.signal(round(kmh, 1), km >= self.params.min_km and kmh > self.params.max_kmh,
-                       lambda: f"{km:,.0f} km from the previous location in {hours * 60:,.0f} min ({kmh:,.0f} km/h)")
+        hit = km >= p.min_km and kmh > p.max_kmh
+        return new_signal((self.name, round(kmh, 1), hit, NO_HIT if not hit else
+                           f"{km:,.0f} km from the previous location in {hours * 60:,.0f} min ({kmh:,.0f} km/h)"))
 
     def learn_one(self, state, tx):
         points = state.setdefault("p", [])
         points.append([tx.ts_ms, tx.lat, tx.lon])
         if len(points) > 1 and points[-2][0] > tx.ts_ms:
             points.sort(key=_TIME)
-        del points[: -self.params.cap]
+        del points[: -self.p.cap]
 
 
 class GeoDistanceFromHomeParams(Params):
@@ -123,50 +134,61 @@ class GeoDistanceFromHome(Indicator):
 
     @staticmethod
     def _vector(lat: float, lon: float) -> tuple[float, float, float]:
-        p, q = math.radians(lat), math.radians(lon)
-        return math.cos(p) * math.cos(q), math.cos(p) * math.sin(q), math.sin(p)
+        p, q = radians(lat), radians(lon)
+        cos_p = cos(p)
+        return cos_p * cos(q), cos_p * sin(q), sin(p)
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self._scored = (None, None)  # (tx, km) of the last score, so learning does not redo the trigonometry
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+        # (tx, state, vector, km) of the last score, so learning does not redo the trigonometry
+        self._scored = (None, None, None, None)
+        self._no_home = Signal(self.name, None, False, "no usual location")
 
-    def _km(self, state, tx) -> float | None:
-        if self._scored[0] is tx:
-            return self._scored[1]
+    def _km(self, state, v) -> float | None:
         cx, cy, cz = state["c"]
-        norm = math.sqrt(cx * cx + cy * cy + cz * cz)
+        norm = sqrt(cx * cx + cy * cy + cz * cz)
         if norm < 1e-6:  # points all around the globe: there is no home
             return None
-        x, y, z = self._vector(tx.lat, tx.lon)
-        return EARTH_RADIUS_KM * math.acos(max(-1.0, min(1.0, (x * cx + y * cy + z * cz) / norm)))
+        x, y, z = v
+        return EARTH_RADIUS_KM * acos(max(-1.0, min(1.0, (x * cx + y * cy + z * cz) / norm)))
 
     def score_one(self, state, tx):
-        n = state.get("n", 0)
-        if n < self.params.min_history:
-            return self.signal(None, False, f"history of {n} < {self.params.min_history}")
-        km = self._km(state, tx)
-        self._scored = (tx, km)
+        n, p = state.get("n", 0), self.p
+        if n < p.min_history:
+            return self._short[n]
+        v = self._vector(tx.lat, tx.lon)
+        km = self._km(state, v)
+        self._scored = (tx, state, v, km)
         if km is None:
-            return self.signal(None, False, "no usual location")
-        return self.signal(round(km, 1), km > self.params.km,
-                       lambda: f"{km:,.0f} km from the account's usual location")
+            return self._no_home
+        hit = km > p.km
+        return new_signal((self.name, round(km, 1), hit,
+                           f"{km:,.0f} km from the account's usual location" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
-        v = self._vector(tx.lat, tx.lon)
+        p = self.p
+        scored_tx, scored_state, v, km = self._scored
+        self._scored = (None, None, None, None)
+        if scored_tx is not tx or scored_state is not state:  # not just scored: measure here
+            v = self._vector(tx.lat, tx.lon)
+            km = self._km(state, v) if state.get("n", 0) >= p.min_history else None
         if "c" not in state:
             state.update(c=list(v), n=1)
             return
-        if state["n"] >= self.params.min_history and (self._km(state, tx) or 0.0) > self.params.km:
+        if state["n"] >= p.min_history and (km or 0.0) > p.km:
             away = state.setdefault("away", tx.ts_ms)
-            if tx.ts_ms - away < self.params.relocate_after:
+            if tx.ts_ms - away < p.relocate_after:
                 return
             state.clear()
             state.update(c=list(v), n=1)
             return
         state.pop("away", None)
         n = state["n"] + 1
-        w = 1 / min(n, self.params.memory)
-        state["c"] = [ci + w * (vi - ci) for ci, vi in zip(state["c"], v)]
+        w = 1 / min(n, p.memory)
+        cx, cy, cz = state["c"]
+        state["c"] = [cx + w * (v[0] - cx), cy + w * (v[1] - cy), cz + w * (v[2] - cz)]
         state["n"] = n
 
 
@@ -201,11 +223,12 @@ class HighRiskCountry(Indicator):
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
         self._countries = frozenset(self.params.countries)
+        self._not_listed = Signal(self.name, 0.0, False, "country not listed")
 
     def score_one(self, state, tx):
         if tx.country in self._countries:
-            return self.signal(1.0, True, f"{tx.country} is a high-risk jurisdiction")
-        return self.signal(0.0, False, "country not listed")
+            return new_signal((self.name, 1.0, True, f"{tx.country} is a high-risk jurisdiction"))
+        return self._not_listed
 
     def learn_one(self, state, tx):
         pass  # stateless
@@ -240,16 +263,22 @@ class UnusualChannel(Indicator):
     Params = UnusualChannelParams
     state_doc = "`c`: transactions per channel (at most `max_channels`, halved past `max_count`); `n`: their total."
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
     def score_one(self, state, tx):
-        total = state.get("n", 0)
-        if total < self.params.min_history:
-            return self.signal(None, False, f"history of {total} < {self.params.min_history}")
+        total, p = state.get("n", 0), self.p
+        if total < p.min_history:
+            return self._short[total]
         share = state["c"].get(tx.channel, 0) / total
-        return self.signal(round(share, 4), share < self.params.share,
-                       lambda: f"channel {tx.channel} holds {share:.1%} of the account's activity")
+        hit = share < p.share
+        return new_signal((self.name, round(share, 4), hit,
+                           f"channel {tx.channel} holds {share:.1%} of the account's activity" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
-        tally(state, tx.channel, self.params.max_count, self.params.max_channels)
+        tally(state, tx.channel, self.p.max_count, self.p.max_channels)
 
 
 class NewIpPrefixParams(NoveltyParams):
@@ -265,23 +294,17 @@ def ip_prefix(ip: str, ipv4_bits: int, ipv6_bits: int) -> str:
 
     >>> ip_prefix("36.12.200.7", 24, 48), ip_prefix("2001:db8:1:2::5", 24, 48)
     ('36.12.200.0/24', '2001:db8:1::/48')
+    >>> ip_prefix("36.12.200.7", 16, 48), ip_prefix("36.12.200.7", 20, 48)
+    ('36.12.0.0/16', '36.12.192.0/20')
     """
+    if ":" not in ip and not ipv4_bits % 8:
+        # IPv4 cut at an octet: text is enough, as the contract keeps addresses canonical.
+        kept = ip.split(".")[: ipv4_bits // 8]
+        return ".".join(kept + ["0"] * (4 - len(kept))) + f"/{ipv4_bits}"
     address = ip_address(ip)
     bits = ipv4_bits if address.version == 4 else ipv6_bits
     shift = address.max_prefixlen - bits
     return f"{type(address)((int(address) >> shift) << shift)}/{bits}"
-
-
-class _WithPrefix:
-    """A transaction seen through its IP network, for the novelty mechanism."""
-
-    __slots__ = ("_tx", "ip_prefix")
-
-    def __init__(self, tx, prefix: str):
-        self._tx, self.ip_prefix = tx, prefix
-
-    def __getattr__(self, name):
-        return getattr(self._tx, name)
 
 
 @register
@@ -305,11 +328,5 @@ class NewIpPrefix(Novelty):
     field = "ip_prefix"
     Params = NewIpPrefixParams
 
-    def _view(self, tx):
-        return _WithPrefix(tx, ip_prefix(tx.ip, self.params.ipv4_prefix, self.params.ipv6_prefix))
-
-    def score_one(self, state, tx):
-        return super().score_one(state, self._view(tx))
-
-    def learn_one(self, state, tx):
-        super().learn_one(state, self._view(tx))
+    def _value(self, tx):
+        return ip_prefix(tx.ip, self.p.ipv4_prefix, self.p.ipv6_prefix)

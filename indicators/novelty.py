@@ -8,11 +8,13 @@ its first transaction. It hits only once the entity had habits (``min_history``)
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import ClassVar
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
+from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.support import Plain, new_signal
 
 
 class NoveltyParams(Params):
@@ -25,29 +27,43 @@ class Novelty(Indicator):
     field: ClassVar[str]
     Params = NoveltyParams
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._known = Signal(self.name, 0.0, False, f"known {self.field}")
+        if type(self)._value is Novelty._value:
+            self._value = attrgetter(self.field)  # the same read, without a Python-level call
+
+    def _value(self, tx):
+        """The value judged: the field itself here; a subclass may derive it (an IP's network)."""
+        return getattr(tx, self.field)
+
     def score_one(self, state, tx):
-        value = getattr(tx, self.field)
-        n = state.get("n", 0)
-        for seen, first_ms, history in state.get("seen", ()):
+        value, p = self._value(tx), self.p
+        # Values are distinct and the most recently used is last, where a known value usually is.
+        for seen, first_ms, history in reversed(state.get("seen", ())):
             if seen == value:
                 age = tx.ts_ms - first_ms
-                fresh = age < self.params.fresh and history >= self.params.min_history
-                return self.signal(1.0 if fresh else 0.0, fresh,
-                                   f"{self.field} {value} first used {age // 60_000} min ago" if fresh
-                                   else f"known {self.field}")
-        return self.signal(1.0, n >= self.params.min_history, f"{self.field} {value} never seen in {n} transactions")
+                if age < p.fresh and history >= p.min_history:
+                    return new_signal((self.name, 1.0, True,
+                                       f"{self.field} {value} first used {age // 60_000} min ago"))
+                return self._known
+        n = state.get("n", 0)
+        return new_signal((self.name, 1.0, n >= p.min_history, f"{self.field} {value} never seen in {n} transactions"))
 
     def learn_one(self, state, tx):
-        value = getattr(tx, self.field)
+        value = self._value(tx)
         seen = state.setdefault("seen", [])
         n = state.get("n", 0)
-        for i, item in enumerate(seen):
+        for item in reversed(seen):
             if item[0] == value:
-                seen.append(seen.pop(i))  # most recently used last, so the stalest is forgotten first
+                if item is not seen[-1]:
+                    seen.remove(item)  # most recently used last, so the stalest is forgotten first
+                    seen.append(item)
                 break
         else:
             seen.append([value, tx.ts_ms, n])
-            del seen[: -self.params.memory]
+            del seen[: -self.p.memory]
         state["n"] = n + 1
 
 

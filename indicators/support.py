@@ -6,8 +6,19 @@ Thirty indicators run on every transaction, so the per-event bookkeeping must co
   late one is inserted in its place, and a window is two bisections; ``prune_window`` in
   ``base`` instead rebuilds the list. Events are lists whose first item is the epoch-ms time,
   so state stays JSON.
+- Arrival-order windows (the older indicators, pruned by ``base.prune_window``): ``push_event``
+  keeps exactly the events ``prune_window`` keeps, and notes in ``state["s"]`` that they are in
+  time order, which they are unless a late event arrived; ``recent`` then bisects rather than
+  scans.
 - Reasons: only hits reach an analyst, and formatting numbers ("12,345.67 moved ...") costs
   more than most indicators' arithmetic, so the full reason is a callable run only for a hit.
+- Signals: building one costs more than most indicators' arithmetic. Constant ones are built
+  once; ``Signals`` keeps those that repeat by key (the count of a short history); the others
+  are built by ``new_signal((name, value, hit, reason))``, without the NamedTuple's Python-level
+  ``__new__``.
+- Params: ``Plain(params)`` copies the frozen params to a plain object. pydantic models define
+  ``__getattr__``, so CPython cannot specialise reads of their attributes, and each
+  ``self.params.window`` costs about three plain reads, on every transaction.
 
 >>> events = []
 >>> for t in (1_000, 5_000, 3_000, 9_000):      # 3_000 arrives late
@@ -21,10 +32,104 @@ Thirty indicators run on every transaction, so the per-event bookkeeping must co
 from __future__ import annotations
 
 from bisect import bisect_right, insort
+from itertools import pairwise
 from operator import itemgetter
 
+from indicators.base import Signal, new_signal  # noqa: F401  (re-exported for the family modules)
 
 _TIME = itemgetter(0)
+
+
+
+class Signals(dict):
+    """Signals that repeat, by key, each built on first use; as many as distinct keys.
+
+    >>> short = Signals(lambda n: Signal("x", None, False, f"history of {n} < 5"))
+    >>> short[2].reason, short[2] is short[2]
+    ('history of 2 < 5', True)
+    """
+
+    def __init__(self, build):
+        super().__init__()
+        self.build = build
+
+    def __missing__(self, key):
+        signal = self[key] = self.build(key)
+        return signal
+
+
+def short_history(name: str, minimum: int) -> Signals:
+    """By count: the signal of an entity with fewer than ``minimum`` transactions (not judged)."""
+    return Signals(lambda n: Signal(name, None, False, f"history of {n} < {minimum}"))
+
+
+def too_few(name: str, minimum: int) -> Signals:
+    """By count: the signal of a window with fewer than ``minimum`` transactions (not judged)."""
+    return Signals(lambda n: Signal(name, None, False, f"{n} transactions < {minimum}"))
+
+
+class Plain:
+    """The fields of frozen params as plain attributes (see the module docstring).
+
+    >>> from indicators.base import Params
+    >>> Plain(type("P", (Params,), {"__annotations__": {"cap": int}, "cap": 5})()).cap
+    5
+    """
+
+    def __init__(self, params):
+        for name, value in vars(params).items():
+            setattr(self, name, value)
+
+
+# What ``state["s"]`` means, for the indicators' ``state_doc``.
+IN_ORDER_DOC = ("`s`: 1 while they are also in time order (no late event among them), so the window is found by "
+                "bisection rather than a scan")
+
+
+def push_event(state: dict, events: list, event: list, window_ms: int, cap: int) -> None:
+    """Append ``event`` (its time is the transaction's) and prune exactly like ``prune_window``:
+    the same events are kept, in arrival order. ``state["s"]`` is set while they are also in
+    time order, so that ``recent`` can bisect.
+
+    >>> state, events = {}, []
+    >>> for t in (1_000, 5_000, 3_000, 9_000):      # 3_000 arrives late
+    ...     push_event(state, events, [t], window_ms=7_000, cap=10)
+    ...     print([e[0] for e in events], "s" in state)
+    [1000] True
+    [1000, 5000] True
+    [1000, 5000, 3000] False
+    [5000, 3000, 9000] False
+    >>> push_event(state, events, [12_000], window_ms=7_000, cap=10); [e[0] for e in events], "s" in state
+    ([9000, 12000], True)
+    """
+    if not events:
+        state["s"] = 1
+    elif event[0] < events[-1][0] and "s" in state:
+        del state["s"]  # a late event: windows are scanned until it has been pruned
+    events.append(event)
+    horizon = event[0] - window_ms
+    if events[0][0] <= horizon or len(events) > cap:  # prune_window's condition to rebuild
+        if "s" in state:  # in time order, the events it would drop are a prefix, then the cap
+            del events[:bisect_right(events, horizon, key=_TIME)]
+            del events[:-cap]
+        else:
+            events[:] = [e for e in events if e[0] > horizon][-cap:]
+            if all(a[0] <= b[0] for a, b in pairwise(events)):
+                state["s"] = 1
+
+
+def recent(state: dict, events: list, now_ms: int, window_ms: int) -> list:
+    """The events of ``push_event`` in ``(now - window, now]``, in arrival order: a late event
+    is judged on its own past. May be ``events`` itself: do not modify the result."""
+    horizon = now_ms - window_ms
+    if "s" not in state:
+        return [e for e in events if horizon < e[0] <= now_ms]
+    if not events:
+        return events
+    lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
+    if events[-1][0] <= now_ms:
+        return events[lo:] if lo else events
+    return events[lo:bisect_right(events, now_ms, key=_TIME)]
 
 
 def add_event(events: list, event: list, window_ms: int, cap: int) -> None:
@@ -42,12 +147,13 @@ def add_event(events: list, event: list, window_ms: int, cap: int) -> None:
 
 
 def in_window(events: list, now_ms: int, window_ms: int) -> list:
-    """Events in ``(now - window, now]``: a late event is judged on its own past, not its future."""
+    """Events in ``(now - window, now]``: a late event is judged on its own past, not its future.
+    May be ``events`` itself: do not modify the result."""
     if not events:
         return events
     lo = 0 if events[0][0] > now_ms - window_ms else bisect_right(events, now_ms - window_ms, key=_TIME)
     if events[-1][0] <= now_ms:
-        return events[lo:]
+        return events[lo:] if lo else events
     return events[lo:bisect_right(events, now_ms, key=_TIME)]
 
 

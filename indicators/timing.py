@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from indicators.base import Indicator, Params, register
+from indicators.support import Plain, new_signal, short_history
 
 
 class UnusualHourParams(Params):
@@ -33,21 +34,29 @@ class UnusualHour(Indicator):
     typology = "account takeover, night-time fraud"
     Params = UnusualHourParams
 
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
     def _hour(self, tx) -> int:
-        return int((tx.ts_ms / 3_600_000 + self.params.utc_offset_hours) % 24)
+        return int((tx.ts_ms / 3_600_000 + self.p.utc_offset_hours) % 24)
 
     def score_one(self, state, tx):
         hours = state.get("h")
         total = sum(hours) if hours else 0
-        if total < self.params.min_history:
-            return self.signal(None, False, f"history of {total} < {self.params.min_history}")
-        hour = self._hour(tx)
+        p = self.p
+        if total < p.min_history:
+            return self._short[total]
+        hour = int((tx.ts_ms / 3_600_000 + p.utc_offset_hours) % 24)
         share = hours[hour] / total
-        return self.signal(round(share, 4), share < self.params.share,
-                           f"{hour:02d}h local holds {share:.1%} of the account's activity")
+        return new_signal((self.name, round(share, 4), share < p.share,
+                           f"{hour:02d}h local holds {share:.1%} of the account's activity"))
 
     def learn_one(self, state, tx):
-        hours = state.setdefault("h", [0] * 24)
+        hours = state.get("h")
+        if hours is None:
+            hours = state["h"] = [0] * 24
         hours[self._hour(tx)] += 1
-        if sum(hours) > self.params.max_count:
+        if sum(hours) > self.p.max_count:
             hours[:] = [h // 2 for h in hours]

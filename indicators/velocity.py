@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, prune_window, register
+from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent
+
+_AMOUNT = itemgetter(1)
 
 
 class CountVelocityParams(Params):
@@ -35,32 +40,45 @@ class CountVelocity(Indicator):
     family = "velocity"
     typology = "account takeover bursts, card testing, automated abuse"
     Params = CountVelocityParams
+    state_doc = ("`e`: [time] of the window's transactions in arrival order (at most `cap`); " + IN_ORDER_DOC + "; "
+                 "`last`, `n`, `gap`: the latest time, transactions seen and the running mean gap (ms).")
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._within = f" transactions within {self.p.window // 1000}s"
+        # Until the pace is known, the signal depends on the count alone (at most cap + 1 of them).
+        self._by_count = Signals(lambda count: Signal(self.name, float(count), count > self.p.limit,
+                                                      f"{count}{self._within}"))
 
     def usual(self, state) -> float | None:
         """The entity's usual count in one window, from its mean gap; None until trusted."""
-        if state.get("n", 0) < self.params.baseline_min_history or not state.get("gap"):
+        if state.get("n", 0) < self.p.baseline_min_history or not state.get("gap"):
             return None
-        return self.params.window / state["gap"]
+        return self.p.window / state["gap"]
 
     def score_one(self, state, tx):
-        now, horizon = tx.ts_ms, tx.ts_ms - self.params.window
-        count = 1 + sum(1 for e in state.get("e", ()) if horizon < e[0] <= now)
-        usual = self.usual(state)
-        hit = count > self.params.limit and (usual is None or count > self.params.baseline_factor * usual)
-        pace = f" (usual {usual:.1f})" if usual is not None else ""
-        return self.signal(float(count), hit, f"{count} transactions within {self.params.window // 1000}s{pace}")
+        p, events = self.p, state.get("e")
+        count = 1 + len(recent(state, events, tx.ts_ms, p.window)) if events else 1
+        usual = self.usual(state) if "gap" in state else None  # no gap yet: no call needed
+        if usual is None:
+            return self._by_count[count]
+        hit = count > p.limit and count > p.baseline_factor * usual
+        return new_signal((self.name, float(count), hit, f"{count}{self._within} (usual {usual:.1f})"))
 
     def learn_one(self, state, tx):
+        now = tx.ts_ms
         events = state.setdefault("e", [])
         last = state.get("last")
-        if last is not None and tx.ts_ms > last:
+        if last is None:
+            state["last"] = now
+        elif now > last:
             # Gaps are capped at a day so one long holiday does not make every week look busy.
-            gap = min(tx.ts_ms - last, 86_400_000)
+            gap = min(now - last, 86_400_000)
             state["gap"] = gap if "gap" not in state else 0.9 * state["gap"] + 0.1 * gap
-        state["last"] = max(tx.ts_ms, last or 0)
+            state["last"] = now
         state["n"] = state.get("n", 0) + 1
-        events.append([tx.ts_ms])
-        prune_window(events, tx.ts_ms, self.params.window, self.params.cap)
+        push_event(state, events, [now], self.p.window, self.p.cap)
 
 
 class AmountVelocityParams(Params):
@@ -85,14 +103,19 @@ class AmountVelocity(Indicator):
     family = "velocity"
     typology = "rapid draining of an account, mule cash-out"
     Params = AmountVelocityParams
+    state_doc = ("`e`: [time, amount] of the window's transactions in arrival order (at most `cap`); "
+                 + IN_ORDER_DOC + ".")
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._moved = f" moved within {self.p.window // 60_000} min"
 
     def score_one(self, state, tx):
-        now, horizon = tx.ts_ms, tx.ts_ms - self.params.window
-        total = tx.amount + sum(e[1] for e in state.get("e", ()) if horizon < e[0] <= now)
-        return self.signal(round(total, 2), total > self.params.limit,
-                           f"{total:,.2f} moved within {self.params.window // 60_000} min")
+        p, total, events = self.p, tx.amount, state.get("e")
+        if events:
+            total += sum(map(_AMOUNT, recent(state, events, tx.ts_ms, p.window)))
+        return new_signal((self.name, round(total, 2), total > p.limit, f"{total:,.2f}{self._moved}"))
 
     def learn_one(self, state, tx):
-        events = state.setdefault("e", [])
-        events.append([tx.ts_ms, tx.amount])
-        prune_window(events, tx.ts_ms, self.params.window, self.params.cap)
+        push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.amount], self.p.window, self.p.cap)
