@@ -30,6 +30,7 @@ test: bootstrap
 
 bench: bootstrap
 	$(BIN)/python bench/scoring_core.py
+	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/pipeline.py
 
 clean:
