@@ -142,13 +142,6 @@ class Sink:
 
     def _consume(self) -> None:
         s = self.settings.sink
-        # Subscribing to a topic that does not exist yet (the notifier makes the alerting ones)
-        # means a rebalance when it appears, and a refused commit; so make them all first.
-        from alerting.bus import ensure_alerting_topics
-        from riskcockpit.broker import ensure_topics
-
-        ensure_alerting_topics(self.settings.kafka.servers, self.settings.kafka.partitions)
-        ensure_topics(self.settings.kafka.servers, self.settings.kafka.partitions, topics.SINK_TOPICS)
         consumer = KafkaConsumer(
             *topics.SINK_TOPICS,
             bootstrap_servers=self.settings.kafka.servers,
