@@ -4,8 +4,6 @@ and one worker next to a pass-through Faust agent on the same broker, and decisi
     python bench/pipeline.py [--count 30000] [--rates 500,1500,3000] [--seconds 15]
 
 Printed, not asserted: these machines are noisy; compare the ratio, measured side by side.
-CPU per transaction (of the process, and of the broker serving it) varies less than tx/s
-when other work shares the cores; the changelog bytes say what the state costs the broker.
 """
 
 from __future__ import annotations
@@ -56,31 +54,6 @@ def rate(times: list[tuple[int, str]]) -> float:
     return (len(stamps) * 0.9) / max((hi - lo) / 1000, 1e-9)
 
 
-def topic_bytes(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=2000)
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(parts)
-    total = sum(len(m.key or b"") + len(m.value or b"") for m in consumer) if parts else 0
-    consumer.close()
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def drain(bootstrap: str, topic: str, count: int, pid: int, broker_pid: int) -> tuple[float, float, float]:
-    """tx/s, and CPU µs per transaction of process ``pid`` and of the broker, over ``count``."""
-    output_times(bootstrap, topic, 1, 300)  # blocks until the first output: start-up is not measured
-    before = cpu_seconds(pid), cpu_seconds(broker_pid)
-    tx_per_s = rate(output_times(bootstrap, topic, count, 900))
-    per_tx = [1e6 * (cpu_seconds(p) - b) / count for p, b in zip((pid, broker_pid), before)]
-    return tx_per_s, *per_tx
-
-
 def spawn(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -112,21 +85,17 @@ def main() -> None:
         print(f"backlog produced                {args.count:8d} tx")
 
         procs.append(spawn([sys.executable, str(HERE / "passthrough.py")], env))
-        passthrough, cpu, broker_cpu = drain(bootstrap, "bench.passthrough", args.count, procs[-1].pid, broker.pid())
+        passthrough = rate(output_times(bootstrap, "bench.passthrough", args.count, 600))
         os.killpg(procs[-1].pid, signal.SIGTERM)
         procs[-1].wait()
-        print(f"pass-through Faust agent        {passthrough:8.0f} tx/s   CPU {cpu:4.0f} µs/tx, broker {broker_cpu:4.0f} µs/tx")
+        print(f"pass-through Faust agent        {passthrough:8.0f} tx/s")
 
         t0 = time.monotonic()
         procs.append(spawn([sys.executable, "-m", "riskcockpit", "worker", "--loglevel", "warn"], env))
         output_times(bootstrap, topics.SCORES, 1, 300)  # blocks until the first score
         print(f"worker start-up to first score  {time.monotonic() - t0:8.1f} s")
-        worker, cpu, broker_cpu = drain(bootstrap, topics.SCORES, args.count, procs[-1].pid, broker.pid())
+        worker = rate(output_times(bootstrap, topics.SCORES, args.count, 900))
         print(f"riskcockpit worker (1 process)  {worker:8.0f} tx/s   = {worker / passthrough:.0%} of pass-through")
-        changelogs = {table: topic_bytes(bootstrap, f"riskcockpit-{table}-changelog") / args.count
-                      for table in ("accounts", "merchant_state", "device_state", "counterparty_state")}
-        print(f"  CPU {cpu:4.0f} µs/tx, broker {broker_cpu:4.0f} µs/tx; changelog bytes per tx: "
-              + ", ".join(f"{table} {size:.0f}" for table, size in changelogs.items()))
 
         live = SyntheticStream(seed=2, accounts=20_000, rate=20, fraud_share=0.01)
         offset_base = args.count

@@ -153,8 +153,6 @@ class Scorer:
     ``score(tx, state)`` mutates ``state``, the account's JSON-serialisable dict, and returns
     the score record. A redelivered ``tx_id`` gets its earlier record back unchanged and
     leaves the state alone, so a replay after a crash neither double-counts nor re-decides.
-    A state restored from :meth:`durable` remembers the ``tx_id`` only: its redelivery gets
-    ``None``, and the caller must have delivered the decision before storing that state.
     """
 
     def __init__(self, config: ScoringConfig):
@@ -197,7 +195,7 @@ class Scorer:
             ind.learn_label(per_indicator.setdefault(ind.name, {}), tx, is_fraud)
 
     def score(self, tx: Transaction, state: dict, source: tuple[int, int] = (-1, -1),
-              carried: list[Signal] | None = None) -> dict[str, Any] | None:
+              carried: list[Signal] | None = None) -> dict[str, Any]:
         recent = state.setdefault("recent", {})
         if tx.tx_id in recent:
             return recent[tx.tx_id]
@@ -232,12 +230,6 @@ class Scorer:
             while len(recent) > self.config.dedup_memory:
                 del recent[next(iter(recent))]
         return record
-
-    @staticmethod
-    def durable(state: dict) -> dict:
-        """What of an account's ``state`` must outlive the process: everything but the remembered
-        decisions, of which the ids suffice to recognise a redelivery."""
-        return {**state, "recent": dict.fromkeys(state.get("recent", ()))}
 
     def score_offline(self, tx: Transaction, states: dict[str, dict[str, dict]]) -> dict[str, Any]:
         """Every stage in one process: the entity stages, then the account's. ``states`` maps

@@ -26,19 +26,13 @@ confirmed fraud). Each partition's models are checkpointed into the changelog-ba
 ``models`` every ``checkpoint_every`` transactions and restored from it when the partition is
 (re)assigned; what was learned since the last checkpoint is lost on a crash.
 
-Delivery is at-least-once: after a crash Faust replays from the last committed offset. Events
-are processed in batches; a batch's outputs are delivered before the states that remember them
-are written to their changelogs, and its events acked after that. So a replayed transaction
-either finds its ``tx_id`` in the restored account state (its decision is in risk.scores:
-nothing to do) or is scored again against the state from before it; the sink stores each
-``tx_id`` once. The account changelog keeps the ids of the recent decisions, not the
-decisions: a disposition without features is learned only from decisions made since the
-worker started.
+Delivery is at-least-once: after a crash Faust replays from the last committed offset. The
+scorer answers a redelivered ``tx_id`` with its earlier decision and the sink stores each
+``tx_id`` once, so the replay changes nothing downstream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -47,7 +41,6 @@ import sys
 import faust
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
-from faust.serializers import codecs
 
 from indicators.base import ENTITY_FIELDS, Signal
 from indicators.models import ModelSet
@@ -62,10 +55,6 @@ log = logging.getLogger("riskcockpit.worker")
 # fields and the entities' keys), when it names only a recent decision.
 TX_FIELDS = ("ts", "amount", "direction", *ENTITY_FIELDS.values())
 _partitioner = DefaultPartitioner()
-# A batch is whatever arrived while the previous one was processed, up to BATCH_MAX; a lone
-# event waits at most BATCH_WAIT seconds for company.
-BATCH_MAX = 500
-BATCH_WAIT = 0.005
 
 
 def owning_partition(key: bytes, partitions: int) -> int:
@@ -96,35 +85,28 @@ def signals_header(message) -> list[Signal] | None:
     return None
 
 
-def add_stage(app: faust.App, scorer: Scorer, entity: str, pass_on, send, log_change, partitions: int) -> None:
+def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, repartition, pass_on, partitions: int) -> None:
     """The stage of the indicators kept per ``entity``, with that entity's state in table
-    ``<entity>_state``: it adds its signals to the record's and passes it on, a batch at a time."""
+    ``<entity>_state``: it adds its signals to the record's and passes it on."""
     field = ENTITY_FIELDS[entity]
     table = app.Table(f"{entity}_state", default=None, partitions=partitions)
-    topic = app.topic(topics.BY_ENTITY[entity], partitions=partitions, key_serializer="raw", value_serializer="raw")
 
     async def stage(stream):
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT):
-            sent, touched = [], {}
-            for event in events:
-                message = event.message
-                tx = parse_transaction(message.value)  # validated before it was passed here
-                key = getattr(tx, field)
-                state = table.get(key)
-                if state is None:
-                    state = table.data[key] = {}
-                touched[key] = (message.partition, state)
-                label = dict(message.headers or ()).get(topics.H_LABEL)
-                if label is not None:
-                    scorer.learn_label(entity, tx, state, label == b"True")
-                    continue
-                carried = (signals_header(message) or []) + scorer.entity_signals(entity, tx, state)
-                sent.append(await pass_on(tx, message.value, carried, entity)
-                            or await send(topics.REPARTITION, tx.account_id.encode(), message.value,
-                                          headers=[(topics.H_SIGNALS, encode_signals(carried))]))
-            await asyncio.gather(*sent)
-            for key, (partition, state) in touched.items():  # once per batch, not per event
-                await log_change(table, partition, key, state)
+        async for event in stream.events():
+            message = event.message
+            tx = parse_transaction(message.value)  # validated before it was passed here
+            key = getattr(tx, field)
+            state = table.get(key) or {}
+            label = dict(message.headers or ()).get(topics.H_LABEL)
+            if label is not None:
+                scorer.learn_label(entity, tx, state, label == b"True")
+                table[key] = state
+                continue
+            carried = (signals_header(message) or []) + scorer.entity_signals(entity, tx, state)
+            table[key] = state
+            if not await pass_on(tx, message.value, carried, entity):
+                await repartition.send(key=tx.account_id.encode(), value=message.value,
+                                       headers=[(topics.H_SIGNALS, encode_signals(carried))])
 
     app.agent(topic, name=f"riskcockpit.stage_{entity}")(stage)
 
@@ -147,18 +129,21 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=settings.worker.web_port is not None,
         web_port=settings.worker.web_port or 6066,
         datadir=str(settings.data_dir / "faust"),
-        # aiokafka has one request in flight per broker; what arrives meanwhile waits in one
-        # batch per partition, and a sender finding that batch full waits for the round trip.
-        # A batch of events (see BATCH_MAX) fills 16 KiB, the default, many times over; and
-        # it is sent in one request anyway, so lingering would only delay it.
-        producer_max_batch_size=512 * 1024,
-        producer_linger=0.0,
+        # Fewer, larger produce requests: per-request socket writes dominated at 5 ms.
+        producer_linger_ms=20,
         stream_buffer_maxsize=16384,
     )
-    source = app.topic(topics.TRANSACTIONS, topics.REPARTITION, topics.DISPOSITIONS, partitions=partitions,
-                       key_serializer="raw", value_serializer="raw")
+    def raw_topic(*names):
+        return app.topic(*names, partitions=partitions, key_serializer="raw", value_serializer="raw")
+
+    source = raw_topic(topics.TRANSACTIONS, topics.REPARTITION, topics.DISPOSITIONS)
+    repartition = raw_topic(topics.REPARTITION)
+    dlq = raw_topic(topics.DLQ)
+    scores = raw_topic(topics.SCORES)
+    alerts = raw_topic(topics.ALERTS)
     accounts = app.Table("accounts", default=None, partitions=partitions)
     models = app.Table("models", default=None, partitions=partitions)  # partition -> checkpoint
+    stage_topics = {entity: raw_topic(topics.BY_ENTITY[entity]) for entity in scorer.stages}
     order = list(scorer.stages)
 
     def partition_models(partition: int) -> ModelSet:
@@ -176,21 +161,6 @@ def create_app(settings: Settings) -> faust.App:
         for tp in revoked:
             scorer.models.pop(tp.partition, None)
 
-    # Straight to the producer, not Topic.send: that yields to the event loop three times per
-    # message (a stampede guard around "is the producer started?"), and the producer, finding
-    # the loop free, sent one request per message. Sent here, a batch's messages go out
-    # together, and each returns the future of its delivery.
-    async def send(topic: str, key: bytes, value: bytes, partition: int | None = None, headers=None):
-        return await app.producer.send(topic, key, value, partition, None, headers)
-
-    async def log_change(table, partition: int, key: str, value):
-        # Not ``table[key] = value``: that needs the event being processed, which a batch has
-        # not, and queues the changelog record in Faust's buffer, whose flush before a commit
-        # gives up after 0.1 s without progress. Sent here, the record is in the producer
-        # before the batch is acked, and a commit flushes the producer first.
-        return await send(table.changelog_topic.get_topic_name(), codecs.dumps(table.key_serializer, key),
-                          codecs.dumps(table.value_serializer, value), partition)
-
     def next_stage(tx, carried: list, after: str | None = None) -> str | None:
         """The next entity stage ``tx`` must visit; stages it lacks the field of add their
         "not applicable" signals to ``carried`` on the way."""
@@ -200,13 +170,14 @@ def create_app(settings: Settings) -> faust.App:
             carried += scorer.entity_signals(entity, tx, {})
         return None
 
-    async def pass_on(tx, value: bytes, carried: list, after: str | None = None):
-        """Send ``tx`` to its next entity stage (the delivery future); None when none is left."""
+    async def pass_on(tx, value: bytes, carried: list, after: str | None = None) -> bool:
+        """Send ``tx`` to its next entity stage; False when none is left (the account's is next)."""
         entity = next_stage(tx, carried, after)
         if entity is None:
-            return None
-        return await send(topics.BY_ENTITY[entity], getattr(tx, ENTITY_FIELDS[entity]).encode(), value,
-                          headers=[(topics.H_SIGNALS, encode_signals(carried))])
+            return False
+        key = getattr(tx, ENTITY_FIELDS[entity]).encode()
+        await stage_topics[entity].send(key=key, value=value, headers=[(topics.H_SIGNALS, encode_signals(carried))])
+        return True
 
     def learn_disposition(message):
         """Teach the partition's supervised model; returns (tx, is_fraud) for the entity stages."""
@@ -216,7 +187,7 @@ def create_app(settings: Settings) -> faust.App:
             if label not in ("confirmed_fraud", "false_positive"):
                 raise ValueError(f"label {label!r} is not confirmed_fraud or false_positive")
             account = item["account_id"]
-            known = ((accounts.get(account) or {}).get("recent") or {}).get(item["tx_id"]) or {}
+            known = ((accounts.get(account) or {}).get("recent") or {}).get(item["tx_id"], {})
             x = item.get("features") or known.get("features")
             if not x:
                 raise ValueError(f"no features for {item['tx_id']}: not among recent decisions and none given")
@@ -232,71 +203,54 @@ def create_app(settings: Settings) -> faust.App:
             log.info("disposition of %s not passed to the entity stages: %s", item["tx_id"], exc.reason)
             return None
 
-    async def to_stages(tx, is_fraud: bool) -> list:
+    async def to_stages(tx, is_fraud: bool) -> None:
         value, label = orjson.dumps(tx.model_dump(mode="json", exclude_none=True)), str(is_fraud).encode()
-        return [await send(topics.BY_ENTITY[entity], getattr(tx, ENTITY_FIELDS[entity]).encode(), value,
-                           headers=[(topics.H_LABEL, label)])
-                for entity in order if getattr(tx, ENTITY_FIELDS[entity]) is not None]
+        for entity in order:
+            key = getattr(tx, ENTITY_FIELDS[entity])
+            if key is not None:
+                await stage_topics[entity].send(key=key.encode(), value=value, headers=[(topics.H_LABEL, label)])
 
     @app.agent(source)
     async def score(stream):
-        await app.maybe_start_producer()  # Topic.send started it on first use
-        # Events are acked when the next batch is taken, after the loop body below.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT):
-            sent = []  # delivery futures of this batch's outputs
-            touched = {}  # account -> (partition, state) to write to the changelog
-            for event in events:
-                message = event.message
-                if message.topic == topics.DISPOSITIONS:
-                    learned = learn_disposition(message)
-                    if learned and order:
-                        sent += await to_stages(*learned)
+        async for event in stream.events():
+            message = event.message
+            if message.topic == topics.DISPOSITIONS:
+                learned = learn_disposition(message)
+                if learned and order:
+                    await to_stages(*learned)
+                continue
+            try:
+                tx = parse_transaction(event.value, settings.worker.max_record_bytes)
+            except InvalidRecord as exc:
+                await dlq.send(key=message.key, value=message.value, headers=dlq_headers(message, exc.reason))
+                continue
+            key = tx.account_id.encode()
+            on_partition = message.key == key and owning_partition(key, partitions) == message.partition
+            state = accounts.get(tx.account_id) if on_partition else None
+            carried = signals_header(message)
+            if carried is None and order and not (state and tx.tx_id in state.get("recent", ())):
+                carried = []  # not yet through the entity stages (a redelivered decision needs none)
+                if await pass_on(tx, message.value, carried):
                     continue
-                try:
-                    tx = parse_transaction(message.value, settings.worker.max_record_bytes)
-                except InvalidRecord as exc:
-                    sent.append(await send(topics.DLQ, message.key, message.value,
-                                           headers=dlq_headers(message, exc.reason)))
-                    continue
-                key = tx.account_id.encode()
-                on_partition = message.key == key and owning_partition(key, partitions) == message.partition
-                state = accounts.get(tx.account_id) if on_partition else None
-                carried = signals_header(message)
-                if carried is None and order and not (state and tx.tx_id in state.get("recent", ())):
-                    carried = []  # not yet through the entity stages (a redelivered decision needs none)
-                    forwarded = await pass_on(tx, message.value, carried)
-                    if forwarded is not None:
-                        sent.append(forwarded)
-                        continue
-                if not on_partition:
-                    headers = [] if carried is None else [(topics.H_SIGNALS, encode_signals(carried))]
-                    sent.append(await send(topics.REPARTITION, key, message.value, headers=headers))
-                    continue
-                if state is None:  # the scorer updates it in place, so the table holds it from now on
-                    state = accounts.data[tx.account_id] = {}
-                partition_models(message.partition)  # restores its checkpoint on first use
-                record = scorer.score(tx, state, (message.partition, message.offset), carried)
-                if record is None:
-                    continue  # decided before a restart, so already delivered (see below)
-                touched[tx.account_id] = (message.partition, state)
-                payload = orjson.dumps(record)
-                sent.append(await send(topics.SCORES, key, payload))
-                if record["tier"]:
-                    sent.append(await send(topics.ALERTS, key, payload))
-            # The decisions are delivered before the states that remember them are written: a
-            # state restored after a crash names only transactions whose decision is in
-            # risk.scores, so it needs their ids, not the decisions themselves.
-            await asyncio.gather(*sent)
-            for account, (partition, state) in touched.items():  # once per batch, not per event
-                await log_change(accounts, partition, account, scorer.durable(state))
-            for partition in {partition for partition, _ in touched.values()}:
-                partition_set = scorer.model_set(partition)
-                if partition_set.due_for_checkpoint():
-                    checkpoint = models.data[str(partition)] = base64.b64encode(partition_set.dumps()).decode()
-                    await log_change(models, partition, str(partition), checkpoint)
+            if not on_partition:
+                headers = [] if carried is None else [(topics.H_SIGNALS, encode_signals(carried))]
+                await repartition.send(key=key, value=message.value, headers=headers)
+                continue
+            state = state or {}
+            partition_set = partition_models(message.partition)
+            record = scorer.score(tx, state, (message.partition, message.offset), carried)
+            accounts[tx.account_id] = state
+            if partition_set.due_for_checkpoint():
+                models[str(message.partition)] = base64.b64encode(partition_set.dumps()).decode()
+            payload = orjson.dumps(record)
+            # Awaited, not send_soon: Faust's buffer flush before a commit gives up after 0.1 s
+            # without progress, which could commit offsets of decisions still in the buffer.
+            await scores.send(key=key, value=payload)
+            if record["tier"]:
+                await alerts.send(key=key, value=payload)
 
     for entity in order:
-        add_stage(app, scorer, entity, pass_on, send, log_change, partitions)
+        add_stage(app, scorer, entity, stage_topics[entity], repartition, pass_on, partitions)
 
     app.scorer = scorer
     return app
@@ -315,10 +269,6 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     # worker's time was spent there).
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # From level warn up, Faust's progress spinner sets the root logger to DEBUG, and every
-    # message sent made a debug record for it (4 % of a worker's time).
-    for name in ("faust", "mode"):
-        logging.getLogger(name).setLevel(loglevel.upper())
     sys.argv = ["riskcockpit-worker", "worker", "--loglevel", loglevel,
                 *(["--without-web"] if settings.worker.web_port is None else [])]
     app.main()
