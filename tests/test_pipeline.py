@@ -187,7 +187,8 @@ def test_entity_stages_rekey_by_device_and_merchant_learn_verdicts_and_survive_a
     at_merchant = [tx(10 + i, f"SHOP-{i}", merchant_id="M-BAD", direction="debit") for i in range(6)]
     produce(bootstrap, shared_device + at_merchant)
     worker = stack.start_worker()
-    wait_for(lambda: stack.count("scores", "tx_id LIKE 'ent-%'") == 9, timeout=120, what="9 scores",
+    # Three hops for most of these (ingest, entity stage, account stage) on a cold worker: be patient.
+    wait_for(lambda: stack.count("scores", "tx_id LIKE 'ent-%'") == 9, timeout=300, what="9 scores",
              processes=stack.processes)
 
     def reasons(tx_id):
