@@ -53,7 +53,7 @@ import csv
 import json
 import re
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,11 +63,19 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from indicators.base import parse_duration_ms
 from indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.backtest_stages import partition_of, score_staged
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction, _reason
 
@@ -507,22 +515,14 @@ class Result:
         return self.scored / self.seconds if self.seconds else float("inf")
 
 
-def _indicator_values(record: dict, names: list[str]) -> list[float | None]:
-    features = record.get("features")
-    if isinstance(features, dict):
-        values = [features.get(name) for name in names]
-    else:  # without features only the hits are known, from the reasons
-        hits = {r["indicator"]: r.get("value") for r in record.get("reasons", ())}
-        values = [hits.get(name) for name in names]
-    return [None if v is None else float(v) for v in values]
-
-
 def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay: str | int = "7d",
-                 progress: Callable[[int], None] | None = None) -> Result:
+                 progress: Callable[[int, str], None] | None = None, partitions: int = 1,
+                 processes: int = 1) -> Result:
     """Score ``loaded`` in event-time order and write one Parquet row per valid transaction.
 
-    With labels, each disposition reaches ``scorer.feedback`` once per ``tx_id`` and never
-    before its transaction's time plus ``feedback_delay``.
+    The worker's stages over a topic of ``partitions`` partitions, spread over ``processes``
+    (:mod:`riskcockpit.backtest_stages`). With labels, each disposition reaches the scorer once
+    per ``tx_id`` and never before its transaction's time plus ``feedback_delay``.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -531,70 +531,57 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     delay = parse_duration_ms(feedback_delay)
     if delay < 0:
         raise BacktestError(f"--feedback-delay: must not be negative (got {feedback_delay!r})")
+    if partitions < 1 or processes < 1:
+        raise BacktestError(f"--partitions and --processes must be at least 1 (got {partitions}, {processes})")
     labelled = any(label is not None for _, _, label in loaded.items)
-    names = [ind.name for ind, _ in scorer.indicators]
-    cols: dict[str, list] = {k: [] for k in ("tx_id", "ts", "account_id", "amount", "risk_score", "tier",
-                                             "model_score", "config_hash", "reasons")}
-    if labelled:
-        cols["label"] = []
-    ind_cols = [[] for _ in names]
-    states: dict[str, dict[str, dict]] = defaultdict(dict)  # entity → key → state
-    # Input is in event-time order and the delay is one constant, so dispositions fall due in the
-    # order they were queued: a FIFO is the heap of (ts + delay, …), popped the same way.
-    pending: deque[tuple[int, Transaction, dict, bool]] = deque()
     seen: set[str] = set()
-    duplicates = fed = 0
+    items = []
+    for _, tx, label in loaded.items:  # a repeated tx_id is fed back once: its first label
+        items.append((tx, label if tx.tx_id not in seen else None))
+        seen.add(tx.tx_id)
     started = time.perf_counter()
-    in_core = 0.0
-    clock = time.perf_counter
-    for i, (_, tx, label) in enumerate(loaded.items, 1):
-        now = tx.ts_ms
-        while pending and pending[0][0] <= now:
-            _, labelled, record, lab = pending.popleft()
-            scorer.feedback_offline(labelled, record, lab, states)
-            fed += 1
-        t0 = clock()
-        record = scorer.score_offline(tx, states)
-        in_core += clock() - t0
-        first_time = tx.tx_id not in seen
-        if first_time:
-            seen.add(tx.tx_id)
-        else:
-            duplicates += 1
-        if label is not None and first_time:
-            pending.append((now + delay, tx, record, label))
-        cols["tx_id"].append(tx.tx_id)
-        cols["ts"].append(tx.ts)
-        cols["account_id"].append(tx.account_id)
-        cols["amount"].append(tx.amount)
-        cols["risk_score"].append(float(record["score"]))
-        cols["tier"].append(int(record["tier"]))
-        cols["model_score"].append(record.get("model_score"))
-        cols["config_hash"].append(record["config_hash"])
-        cols["reasons"].append(orjson.dumps(record["reasons"]).decode())  # compact UTF-8, as json.dumps would
-        if labelled:
-            cols["label"].append(label)
-        for column, value in zip(ind_cols, _indicator_values(record, names)):
-            column.append(value)
-        if progress is not None and i % 1000 == 0:
-            progress(i)
+    phases: dict[str, float] = {}
+    owner = partition_of(items, partitions)
+    shards = score_staged(scorer, items, delay, owner, processes, progress, phases)
+    written = time.perf_counter()
     if progress is not None:
-        progress(len(loaded.items))
+        progress(len(items), "writing")
+    n = len(items)
+    names = [ind.name for ind, _ in scorer.indicators]
+    merged: dict[str, list] = {k: [None] * n for k in ("risk_score", "tier", "model_score", "reasons", "values")}
+    for shard in shards:
+        for column, values in (("risk_score", shard.score), ("tier", shard.tier), ("model_score", shard.model_score),
+                               ("reasons", shard.reasons), ("values", shard.values)):
+            target = merged[column]
+            for i, value in zip(shard.positions, values):
+                target[i] = value
+    txs = [tx for tx, _ in items]
     types = {"tx_id": pa.string(), "ts": pa.timestamp("ms", tz="UTC"), "account_id": pa.string(),
-             "amount": pa.float64(), "risk_score": pa.float64(), "tier": pa.int8(), "model_score": pa.float64(),
+             "partition": pa.int16(), "amount": pa.float64(), "risk_score": pa.float64(), "tier": pa.int8(), "model_score": pa.float64(),
              "config_hash": pa.string(), "reasons": pa.string(), "label": pa.bool_()}
+    cols: dict[str, list] = {"tx_id": [tx.tx_id for tx in txs], "ts": [tx.ts for tx in txs],
+                             "account_id": [tx.account_id for tx in txs], "partition": owner,
+                             "amount": [tx.amount for tx in txs]}
+    cols |= {k: merged[k] for k in ("risk_score", "tier", "model_score")}
+    cols |= {"config_hash": [scorer.config_hash] * n, "reasons": merged["reasons"]}
+    if labelled:
+        cols["label"] = [label for _, _, label in loaded.items]
     arrays = {k: pa.array(v, type=types[k]) for k, v in cols.items()}
-    for name, values in zip(names, ind_cols):
-        arrays[f"ind_{name}"] = pa.array(values, type=pa.float64())
+    for j, name in enumerate(names):
+        arrays[f"ind_{name}"] = pa.array([row[j] for row in merged["values"]], type=pa.float64())
     table = pa.table(arrays)
     table = table.replace_schema_metadata({"riskcockpit.config_hash": scorer.config_hash,
                                            "riskcockpit.source": str(loaded.path),
+                                           "riskcockpit.partitions": str(partitions),
                                            "riskcockpit.feedback_delay_ms": str(delay) if labelled else ""})
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     seconds = time.perf_counter() - started
+    phases["merge + write"] = time.perf_counter() - written
     rejected_file = write_rejected(loaded, out.with_suffix(".rejected.jsonl"))
-    result = Result(loaded, out, rejected_file, len(loaded.items), duplicates, fed, seconds, in_core)
+    duplicates = n - len(seen)
+    result = Result(loaded, out, rejected_file, n, duplicates, sum(s.fed_back for s in shards), seconds,
+                    sum(s.core_seconds for s in shards), extra={"phases": phases})
     if labelled:
         result.metrics = evaluate(cols["label"], cols["risk_score"], cols["tier"], cols["tx_id"])
     return result
@@ -653,18 +640,25 @@ def format_metrics(metrics: dict) -> str:
 
 
 @contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr, as a callback taking the count done so far."""
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr, as a callback taking the count done so far (and the stage)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[rate]:>8.0f} tx/s")]
     with Progress(*columns, console=Console(stderr=True), disable=not enabled) as bar:
         task = bar.add_task(description, total=total, rate=0.0)
 
-        def update(done: int) -> None:
+        def update(done: int, stage: str | None = None) -> None:
             elapsed = bar.tasks[0].elapsed or 1e-9
-            bar.update(task, completed=done, rate=done / elapsed)
+            bar.update(task, completed=done, rate=done / elapsed,
+                       **({"description": f"{description}: {stage}"} if stage else {}))
 
         yield update

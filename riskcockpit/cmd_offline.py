@@ -74,16 +74,23 @@ _FILE = click.Path(exists=True, dir_okay=False)
 @click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, legit: 0/false/no/legit…)")
 @click.option("--feedback-delay", default="7d", show_default=True,
               help="dispositions reach the model this long after the transaction (event time)")
+@click.option("--partitions", type=click.IntRange(1, 1024),
+              help="score as a worker over this many partitions, each with its own models "
+                   "[default: kafka.partitions of the settings]")
+@click.option("--processes", type=click.IntRange(1, 256),
+              help="processes the partitions are spread over; never changes the results [default: CPUs]")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
-def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, quiet):
+def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, partitions, processes, quiet):
     """Score a CSV, Parquet or JSON-lines file of transactions with the worker's scoring core.
 
-    Transactions are scored in event-time order with per-account state in memory. With
-    --labels, each label is fed back as an analyst's disposition --feedback-delay after its
-    transaction, and ROC AUC, average precision and precision / recall per tier are printed.
+    Transactions are scored in event-time order with per-account state in memory, as a worker
+    over --partitions partitions would: one set of models per partition. With --labels, each
+    label is fed back as an analyst's disposition --feedback-delay after its transaction, and
+    ROC AUC, average precision and precision / recall per tier are printed.
     """
     from riskcockpit.backtest import BacktestError, Scorer, format_metrics, progress_bar, run_backtest
+    from riskcockpit.backtest_stages import available_cpus
     from indicators.base import parse_duration_ms
 
     try:
@@ -91,18 +98,20 @@ def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--feedback-delay") from None
     config = _scoring_config(obj, config_file)
+    partitions = partitions or _settings(obj).kafka.partitions
+    processes = min(processes or available_cpus(), partitions)
     loaded = _load(file, mapping_file, labels)
     _report_rejected(loaded)
     scorer = Scorer(config)
     tune_gc()
     try:
         with progress_bar(len(loaded.items), f"scoring {Path(file).name}", enabled=not quiet) as progress:
-            result = run_backtest(loaded, scorer, out, feedback_delay, progress=progress)
+            result = run_backtest(loaded, scorer, out, feedback_delay, progress, partitions, processes)
     except BacktestError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"scored {result.scored} transactions of {loaded.rows_read} rows in {result.seconds:.1f}s "
-               f"({result.rate:,.0f} tx/s; scoring core {result.scoring_seconds:.1f}s) "
-               f"with config {scorer.config_hash} → {result.out}")
+               f"({result.rate:,.0f} tx/s; {partitions} partitions on {processes} processes; "
+               f"scoring core {result.scoring_seconds:.1f} CPU-s) with config {scorer.config_hash} → {result.out}")
     if result.rejected_file:
         click.echo(f"{len(loaded.rejected)} rejected rows → {result.rejected_file}")
     if result.duplicates:

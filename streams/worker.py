@@ -40,7 +40,6 @@ import sys
 
 import faust
 import orjson
-from aiokafka.partitioner import DefaultPartitioner
 
 from indicators.base import ENTITY_FIELDS, Signal
 from indicators.models import ModelSet
@@ -54,13 +53,6 @@ log = logging.getLogger("riskcockpit.worker")
 # What a disposition needs of its transaction for the entity stages (the contract's required
 # fields and the entities' keys), when it names only a recent decision.
 TX_FIELDS = ("ts", "amount", "direction", *ENTITY_FIELDS.values())
-_partitioner = DefaultPartitioner()
-
-
-def owning_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives ``key``; Faust's producer agrees."""
-    every = list(range(partitions))
-    return _partitioner(key, every, every)
 
 
 def dlq_headers(message, reason: str) -> list[tuple[str, bytes]]:
@@ -225,7 +217,7 @@ def create_app(settings: Settings) -> faust.App:
                 await dlq.send(key=message.key, value=message.value, headers=dlq_headers(message, exc.reason))
                 continue
             key = tx.account_id.encode()
-            on_partition = message.key == key and owning_partition(key, partitions) == message.partition
+            on_partition = message.key == key and topics.owning_partition(key, partitions) == message.partition
             state = accounts.get(tx.account_id) if on_partition else None
             carried = signals_header(message)
             if carried is None and order and not (state and tx.tx_id in state.get("recent", ())):
