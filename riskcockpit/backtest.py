@@ -3,7 +3,8 @@
 The file (CSV, Parquet or JSON lines) is mapped to the transaction contract by a small YAML
 mapping, every row is validated by :class:`streams.contract.Transaction` exactly as the worker
 validates a Kafka record, and the valid ones are scored by :class:`indicators.scoring.Scorer`
-in event-time order with per-account state dicts kept in memory. There is no second
+in event-time order with per-account state dicts kept in memory, staged and partitioned as
+the worker is (:mod:`riskcockpit.backtest_stages`). There is no second
 implementation of anything: what the backtest says is what the worker would have said.
 
 Mapping file (``--mapping``)::
@@ -39,7 +40,7 @@ Row numbers (rejected file, errors): the 1-based data row for CSV (the header is
 so file line = row + 1), the 1-based row for Parquet, the line number for JSON lines.
 
 Output (``--out``, Parquet), one row per valid input transaction in event-time order: ``tx_id``,
-``ts`` (UTC, ms), ``account_id``, ``amount``, ``risk_score`` (0–100), ``tier`` (0–3),
+``ts`` (UTC, ms), ``account_id``, ``partition`` (whose models scored it), ``amount``, ``risk_score`` (0–100), ``tier`` (0–3),
 ``model_score``, ``config_hash``, ``reasons`` (JSON text, as in ``risk.scores``), ``label`` (with
 ``--labels``) and ``ind_<name>`` per enabled indicator: ``record["features"][name]`` (when the
 core provides no features, only the hits are known, from the reasons). Malformed rows go, with
