@@ -96,5 +96,5 @@ def test_dispositions_measurably_improve_the_scores_on_the_generators_stream():
         return roc_auc([s for s, _ in judged], [label for _, label in judged])
 
     without, with_labels = judged_auc(False), judged_auc(True)
-    # Ranking errors (1 - AUC) must fall by a tenth at least; the library alone is already good.
-    assert 1 - with_labels <= 0.9 * (1 - without), (without, with_labels)
+    # Ranking errors (1 - AUC) must fall by two fifths at least (measured: 0.089 -> 0.034).
+    assert 1 - with_labels <= 0.6 * (1 - without), (without, with_labels)
