@@ -33,7 +33,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from river import anomaly, compose, linear_model, optim, preprocessing
 
-from indicators.base import Signal
+from indicators.base import NO_HIT, Signal
 from streams.contract import Transaction
 
 CHECKPOINT_FORMAT = 1
@@ -213,10 +213,11 @@ class ModelSet:
         value = out["anomaly"]
         if value is None:
             return Signal("anomaly_model", None, False, f"warming up ({self.seen}/{a.warmup})"), 0.0
-        hit = value >= a.hit_percentile
-        strength = min(1.0, 0.5 + (value - a.hit_percentile) / (1 - a.hit_percentile)) if hit else 0.0
+        if value < a.hit_percentile:  # a miss adds no points, so its reason is never shown
+            return Signal("anomaly_model", value, False, NO_HIT), 0.0
+        strength = min(1.0, 0.5 + (value - a.hit_percentile) / (1 - a.hit_percentile))
         detail = ", ".join(f"{k} {v:.1%}" for k, v in out["detectors"].items())
-        return Signal("anomaly_model", value, hit, f"stranger than {value:.1%} of recent transactions ({detail})"), \
+        return Signal("anomaly_model", value, True, f"stranger than {value:.1%} of recent transactions ({detail})"), \
             a.weight * strength
 
     def supervised_signal(self, out: dict) -> tuple[Signal, float]:

@@ -207,7 +207,8 @@ class Scorer:
         if carried:
             signals += carried
         weights = self.weights
-        contributions = [(sig, weights[sig.name] if sig.hit else 0.0) for sig in signals]
+        # Only hits carry points among the indicators; a miss would multiply by exactly 1.
+        contributions = [(sig, weights[sig.name]) for sig in signals if sig.hit]
         x = features(tx, signals, self.config.models.utc_offset_hours)
         models = self.model_set(source[0])
         out = models.score_one(x)
@@ -217,7 +218,7 @@ class Scorer:
             remaining *= 1 - points / 100
         score = round(100 * (1 - remaining), 2)
         record = self._record(tx, score, contributions, out, source)
-        hits = {sig.name for sig, points in contributions if sig.hit}
+        hits = {sig.name for sig, _ in contributions if sig.hit}
         for rule in self.config.rules:
             if rule.matches(tx, hits) and rule.min_tier > record["tier"]:
                 # Rules only raise the tier: the score stays what the evidence says.
@@ -259,8 +260,7 @@ class Scorer:
     def _record(self, tx, score, contributions, out, source) -> dict[str, Any]:
         reasons = [
             {"indicator": sig.name, "value": sig.value, "contribution": round(points, 2), "reason": sig.reason}
-            for sig, points in sorted(contributions, key=lambda c: -c[1])
-            if points > 0
+            for sig, points in sorted((c for c in contributions if c[1] > 0), key=lambda c: -c[1])
         ]
         return {
             "tx_id": tx.tx_id,
