@@ -76,7 +76,7 @@ from pydantic import (
 
 from indicators.base import parse_duration_ms
 from indicators.scoring import Scorer, ScoringConfig
-from riskcockpit.backtest_stages import partition_of, score_staged
+from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction, _reason
 
@@ -541,10 +541,13 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
         items.append((tx, label if tx.tx_id not in seen else None))
         seen.add(tx.tx_id)
     started = time.perf_counter()
-    phases: dict[str, float] = {}
     owner = partition_of(items, partitions)
-    shards = score_staged(scorer, items, delay, owner, processes, progress, phases)
+    try:
+        shards = score_staged(scorer, items, delay, owner, processes, progress)
+    except ProcessFailed as exc:
+        raise BacktestError(str(exc)) from None
     written = time.perf_counter()
+    phases = {"stages": written - started}
     if progress is not None:
         progress(len(items), "writing")
     n = len(items)

@@ -4,13 +4,15 @@ The worker runs the indicators kept per merchant, device and counterparty in sta
 those entities, then re-keys each transaction to its account's partition (Kafka's murmur2 of
 the account id), where that partition's own models score it. Offline, the same in two passes:
 
-1. :func:`entity_pass`: the entity stages, over the whole file in event-time order, here.
-   Each label reaches them (``Scorer.learn_label``) ``delay`` after its transaction.
+1. :func:`entity_pass`: the entity stages, over the whole file in event-time order, in this
+   process. Each label reaches them (``Scorer.learn_label``) ``delay`` after its transaction.
 2. :func:`account_pass`: the account stage, each partition's transactions in event-time order
    with that partition's :class:`indicators.models.ModelSet`, which learns each label
    (``Scorer.feedback``) ``delay`` after its transaction. Partitions share nothing, so they
    are spread over forked processes and the answer depends on ``partitions``, never on
    ``processes``: a backtest reproduces a worker over a topic of that many partitions.
+   The entity pass streams each process its transactions' signals as it goes, so the two
+   passes overlap.
 
 A repeated ``tx_id`` passes the entity stages once; its repeats carry the first pass's signals
 to the account stage, which answers them from its dedup memory.
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import time
+import traceback
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,10 @@ from streams.topics import owning_partition
 
 # (transaction, label or None); a label is None also on a repeated tx_id: it is fed back once.
 Item = tuple[Transaction, bool | None]
+
+
+class ProcessFailed(RuntimeError):
+    """A forked process of the account stage raised or died; nothing was written."""
 
 
 def available_cpus() -> int:
@@ -54,16 +61,16 @@ def partition_of(items: list[Item], partitions: int) -> list[int]:
     return out
 
 
-def entity_pass(scorer: Scorer, items: list[Item], first: list[int], delay: int,
-                progress: Callable[[int], None] | None = None) -> list[list[Signal]]:
-    """The entity stages' signals of every transaction (``first[i]``: where its tx_id first came)."""
-    carried: list[list[Signal]] = []
+def entity_pass(scorer: Scorer, items: list[Item], delay: int) -> Iterator[list[Signal]]:
+    """The entity stages' signals of each transaction in turn, as the account stage needs them."""
     if not scorer.stages:
-        return [[] for _ in items]
+        yield from ([] for _ in items)
+        return
     states: dict[str, dict[str, dict]] = {entity: {} for entity in scorer.stages}
     keys = [(entity, ENTITY_FIELDS[entity]) for entity in scorer.stages]
     pending: deque[tuple[int, Transaction, bool]] = deque()  # one constant delay: due in queue order
-    for i, (tx, label) in enumerate(items):
+    first: dict[str, list[Signal]] = {}  # tx_id → its signals, for repeats
+    for tx, label in items:
         now = tx.ts_ms
         while pending and pending[0][0] <= now:
             _, labelled, is_fraud = pending.popleft()
@@ -71,19 +78,17 @@ def entity_pass(scorer: Scorer, items: list[Item], first: list[int], delay: int,
                 key = getattr(labelled, name)
                 if key is not None:
                     scorer.learn_label(entity, labelled, states[entity].setdefault(key, {}), is_fraud)
-        if first[i] != i:
-            carried.append(carried[first[i]])
+        if tx.tx_id in first:
+            yield first[tx.tx_id]
             continue
         signals: list[Signal] = []
         for entity, name in keys:
             key = getattr(tx, name)
             signals += scorer.entity_signals(entity, tx, {} if key is None else states[entity].setdefault(key, {}))
-        carried.append(signals)
+        first[tx.tx_id] = signals
         if label is not None:
             pending.append((now + delay, tx, label))
-        if progress is not None and i % 5000 == 4999:
-            progress(i + 1)
-    return carried
+        yield signals
 
 
 @dataclass
@@ -101,15 +106,15 @@ class Shard:
 
 
 def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner: list[int],
-                 carried: list[list[Signal]], delay: int, done: Callable[[int], None] | None = None) -> Shard:
+                 carried: Iterable[list[Signal]], delay: int, done: Callable[[int], None] | None = None) -> Shard:
     """Score the transactions at ``positions`` (event-time order) with their accounts' state and
-    their partitions' models."""
+    their partitions' models; ``carried`` yields their entity stages' signals in the same order."""
     shard = Shard(positions)
     names = [ind.name for ind, _ in scorer.indicators]
     states: dict[str, dict] = {}
     pending: dict[int, deque[tuple[int, dict, bool]]] = {}  # per partition, due in queue order
     clock, core = time.perf_counter, 0.0
-    for n, i in enumerate(positions, 1):
+    for n, (i, signals) in enumerate(zip(positions, carried, strict=True), 1):
         tx, label = items[i]
         partition, now = owner[i], tx.ts_ms
         queue = pending.setdefault(partition, deque())
@@ -118,7 +123,7 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
             scorer.feedback(record, is_fraud)
             shard.fed_back += 1
         t0 = clock()
-        record = scorer.score(tx, states.setdefault(tx.account_id, {}), (partition, i), carried[i])
+        record = scorer.score(tx, states.setdefault(tx.account_id, {}), (partition, i), signals)
         core += clock() - t0
         if label is not None:
             queue.append((now + delay, record, label))
@@ -134,61 +139,92 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
     return shard
 
 
-# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, carried, delay).
+# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, delay), and
+# shared counters, one per process, for the progress bar.
 _JOB: tuple[Any, ...] | None = None
-_DONE: Any = None  # shared counters, one per process, for the progress bar
+_DONE: Any = None
+_CHUNK = 512  # transactions' signals per message to a process: fewer, larger pickles
 
 
-def _account_pass_in_child(slot: int, positions: list[int]) -> Shard:
-    scorer, items, owner, carried, delay = _JOB
+def _account_pass_in_child(slot: int, positions: list[int], inbox, outbox) -> None:
+    scorer, items, owner, delay = _JOB
 
     def done(n: int) -> None:
         _DONE[slot] = n
 
-    return account_pass(scorer, items, positions, owner, carried, delay, done)
+    try:
+        carried = (signals for chunk in iter(inbox.get, None) for signals in chunk)
+        outbox.put((slot, account_pass(scorer, items, positions, owner, carried, delay, done)))
+    except Exception:  # the parent reports it, with this traceback
+        outbox.put((slot, traceback.format_exc()))
 
 
 def score_staged(scorer: Scorer, items: list[Item], delay: int, owner: list[int], processes: int = 1,
-                 progress: Callable[[int, str], None] | None = None,
-                 seconds: dict[str, float] | None = None) -> list[Shard]:
+                 progress: Callable[[int, str], None] | None = None) -> list[Shard]:
     """Both passes over ``items`` (event-time order), ``owner[i]`` being the partition of
-    ``items[i]`` (:func:`partition_of`); shards cover every position once. The wall time of
-    each pass goes into ``seconds``."""
+    ``items[i]`` (:func:`partition_of`); shards cover every position once.
+
+    On one process the passes interleave, the account stage pulling each transaction's entity
+    signals as it goes. On several, this process runs the entity stages and streams each
+    process the signals of its transactions while they score: the passes overlap.
+    """
     global _JOB, _DONE
-    seconds = {} if seconds is None else seconds
-    started = time.perf_counter()
-    first_at: dict[str, int] = {}
-    first = [first_at.setdefault(tx.tx_id, i) for i, (tx, _) in enumerate(items)]
-    stage_progress = None if progress is None else (lambda n: progress(n, "entity stages"))
-    carried = entity_pass(scorer, items, first, delay, stage_progress)
-    account_started = time.perf_counter()
-    seconds["entity stages"] = account_started - started
     # Partitions go to processes round-robin, so each process keeps whole partitions.
     present = sorted(set(owner))
     groups: list[list[int]] = [[] for _ in range(max(1, min(processes, len(present))))]
-    slot = {p: k % len(groups) for k, p in enumerate(present)}
-    for i, p in enumerate(owner):
-        groups[slot[p]].append(i)
-    label = "account stage"
+    slot_of_partition = {p: k % len(groups) for k, p in enumerate(present)}
+    slot_of = [slot_of_partition[p] for p in owner]
+    for i, slot in enumerate(slot_of):
+        groups[slot].append(i)
     if len(groups) == 1:
-        report = None if progress is None else (lambda n: progress(n, label))
-        shards = [account_pass(scorer, items, groups[0], owner, carried, delay, report)]
-        seconds["account stage"] = time.perf_counter() - account_started
-        return shards
+        report = None if progress is None else (lambda n: progress(n, "scoring"))
+        return [account_pass(scorer, items, groups[0], owner, entity_pass(scorer, items, delay), delay, report)]
+
     context = multiprocessing.get_context("fork")  # children inherit the transactions: nothing pickled
-    _JOB, _DONE = (scorer, items, owner, carried, delay), context.Array("q", len(groups), lock=False)
+    _JOB, _DONE = (scorer, items, owner, delay), context.Array("q", len(groups), lock=False)
+    # Queues: put() never blocks (a feeder thread writes), so no process waits on a slower one.
+    inboxes, outbox = [context.Queue() for _ in groups], context.Queue()
+    children = [context.Process(target=_account_pass_in_child, args=(slot, positions, inboxes[slot], outbox),
+                                daemon=True, name=f"riskcockpit-backtest-{slot}")
+                for slot, positions in enumerate(groups)]
+    label = f"account stage on {len(groups)} processes"
     try:
-        with ProcessPoolExecutor(len(groups), mp_context=context) as pool:
-            futures = [pool.submit(_account_pass_in_child, slot, g) for slot, g in enumerate(groups)]
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    future.result()  # a process's error stops the run here, with its traceback
-                if progress is not None:
-                    progress(sum(_DONE), f"{label} on {len(groups)} processes")
-            shards = [f.result() for f in futures]
-        seconds["account stage"] = time.perf_counter() - account_started
-        return shards
+        for child in children:
+            child.start()
+        buffers: list[list[list[Signal]]] = [[] for _ in groups]
+        for i, signals in enumerate(entity_pass(scorer, items, delay)):
+            slot = slot_of[i]
+            buffers[slot].append(signals)
+            if len(buffers[slot]) == _CHUNK:
+                inboxes[slot].put(buffers[slot])
+                buffers[slot] = []
+            if progress is not None and i % 5000 == 0:
+                progress(sum(_DONE), label)
+        for slot, inbox in enumerate(inboxes):
+            inbox.put(buffers[slot])
+            inbox.put(None)
+        shards: dict[int, Shard] = {}
+        while len(shards) < len(groups):
+            if progress is not None:
+                progress(sum(_DONE), label)
+            try:
+                slot, payload = outbox.get(timeout=0.25)
+            except queue.Empty:
+                dead = [c for c in children if c.exitcode not in (None, 0)]
+                if dead and outbox.empty():
+                    raise ProcessFailed(f"backtest process {dead[0].name} died (exit code {dead[0].exitcode}), "
+                                       "e.g. out of memory; nothing was written") from None
+                continue
+            if isinstance(payload, str):
+                raise ProcessFailed(f"backtest process {children[slot].name} failed; nothing was written:\n{payload}")
+            shards[slot] = payload
+        return [shards[slot] for slot in range(len(groups))]
     finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+        for inbox in inboxes:  # after a failure, unread signals must not hold this process at exit
+            inbox.cancel_join_thread()
+            inbox.close()
         _JOB = _DONE = None

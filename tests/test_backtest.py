@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
+import os
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -465,6 +468,36 @@ def test_partitions_spread_over_processes_give_the_same_answer_as_one_process(tm
     # and one partition is a different deployment: its one model set sees every label
     single = bt.run_backtest(loaded, Scorer(config), tmp_path / "single.parquet", "2m", partitions=1)
     assert single.metrics != results[1].metrics
+
+
+class FailsOn(Scorer):
+    """Raises (or, with ``kill``, dies without a word) when it scores one tx_id."""
+
+    def __init__(self, config, tx_id, kill=False):
+        super().__init__(config)
+        self.tx_id, self.kill = tx_id, kill
+
+    def score(self, tx, state, source=(-1, -1), carried=None):
+        if tx.tx_id == self.tx_id:
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise ValueError(f"cannot score {tx.tx_id}")
+        return super().score(tx, state, source, carried)
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_a_failing_process_stops_the_backtest_naming_it_and_writes_nothing(tmp_path, kill):
+    loaded = bt.load_transactions(write_csv(tmp_path / "tx.csv", labelled_rows(200)), bt.Mapping.model_validate(MAPPING),
+                                  "is_fraud")
+    out = tmp_path / "o.parquet"
+    with pytest.raises(bt.BacktestError) as caught:
+        bt.run_backtest(loaded, FailsOn(ScoringConfig.model_validate(tiny_config()), "b0150", kill), out, "1m",
+                        partitions=4, processes=2)
+    message = str(caught.value)
+    assert "riskcockpit-backtest-" in message and "nothing was written" in message
+    assert ("exit code -9" in message) if kill else ("ValueError: cannot score b0150" in message)
+    assert not out.exists()
+    assert not multiprocessing.active_children()  # none left behind
 
 
 def test_cli_backtest_names_partitions_and_processes(tmp_path):
