@@ -525,6 +525,7 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     (:mod:`riskcockpit.backtest_stages`). With labels, each disposition reaches the scorer once
     per ``tx_id`` and never before its transaction's time plus ``feedback_delay``.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -551,28 +552,22 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     if progress is not None:
         progress(len(items), "writing")
     n = len(items)
-    names = [ind.name for ind, _ in scorer.indicators]
-    merged: dict[str, list] = {k: [None] * n for k in ("risk_score", "tier", "model_score", "reasons", "values")}
-    for shard in shards:
-        for column, values in (("risk_score", shard.score), ("tier", shard.tier), ("model_score", shard.model_score),
-                               ("reasons", shard.reasons), ("values", shard.values)):
-            target = merged[column]
-            for i, value in zip(shard.positions, values):
-                target[i] = value
+    # Each process's table, back in event-time order.
+    scored = pa.concat_tables([shard.table for shard in shards])
+    order = np.argsort(np.concatenate([np.asarray(shard.positions, dtype=np.int64) for shard in shards]), kind="stable")
+    scored = scored.take(pa.array(order))
     txs = [tx for tx, _ in items]
-    types = {"tx_id": pa.string(), "ts": pa.timestamp("ms", tz="UTC"), "account_id": pa.string(),
-             "partition": pa.int16(), "amount": pa.float64(), "risk_score": pa.float64(), "tier": pa.int8(), "model_score": pa.float64(),
-             "config_hash": pa.string(), "reasons": pa.string(), "label": pa.bool_()}
-    cols: dict[str, list] = {"tx_id": [tx.tx_id for tx in txs], "ts": [tx.ts for tx in txs],
-                             "account_id": [tx.account_id for tx in txs], "partition": owner,
-                             "amount": [tx.amount for tx in txs]}
-    cols |= {k: merged[k] for k in ("risk_score", "tier", "model_score")}
-    cols |= {"config_hash": [scorer.config_hash] * n, "reasons": merged["reasons"]}
+    arrays = {"tx_id": pa.array([tx.tx_id for tx in txs], pa.string()),
+              "ts": pa.array([tx.ts for tx in txs], pa.timestamp("ms", tz="UTC")),
+              "account_id": pa.array([tx.account_id for tx in txs], pa.string()),
+              "partition": pa.array(owner, pa.int16()),
+              "amount": pa.array([tx.amount for tx in txs], pa.float64()),
+              "risk_score": scored["risk_score"], "tier": scored["tier"], "model_score": scored["model_score"],
+              "config_hash": pa.array([scorer.config_hash] * n, pa.string()), "reasons": scored["reasons"]}
+    labels = [label for _, _, label in loaded.items]
     if labelled:
-        cols["label"] = [label for _, _, label in loaded.items]
-    arrays = {k: pa.array(v, type=types[k]) for k, v in cols.items()}
-    for j, name in enumerate(names):
-        arrays[f"ind_{name}"] = pa.array([row[j] for row in merged["values"]], type=pa.float64())
+        arrays["label"] = pa.array(labels, pa.bool_())
+    arrays |= {name: scored[name] for name in scored.column_names if name.startswith("ind_")}
     table = pa.table(arrays)
     table = table.replace_schema_metadata({"riskcockpit.config_hash": scorer.config_hash,
                                            "riskcockpit.source": str(loaded.path),
@@ -587,7 +582,8 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     result = Result(loaded, out, rejected_file, n, duplicates, sum(s.fed_back for s in shards), seconds,
                     sum(s.core_seconds for s in shards), extra={"phases": phases})
     if labelled:
-        result.metrics = evaluate(cols["label"], cols["risk_score"], cols["tier"], cols["tx_id"])
+        result.metrics = evaluate(labels, table["risk_score"].to_pylist(), table["tier"].to_pylist(),
+                                  table["tx_id"].to_pylist())
     return result
 
 

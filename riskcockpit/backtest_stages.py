@@ -27,7 +27,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -93,27 +93,26 @@ def entity_pass(scorer: Scorer, items: list[Item], delay: int) -> Iterator[list[
 
 @dataclass
 class Shard:
-    """What one process's account stage produced, for the transactions at ``positions``."""
+    """What one process's account stage produced: a table of the transactions at ``positions``,
+    built there, so the columns are assembled in parallel and cross processes as Arrow buffers."""
 
     positions: list[int]
-    score: list[float] = field(default_factory=list)
-    tier: list[int] = field(default_factory=list)
-    model_score: list[float | None] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    values: list[list[float | None]] = field(default_factory=list)  # per transaction, one per indicator
-    fed_back: int = 0
-    core_seconds: float = 0.0
+    table: Any  # pyarrow.Table: risk_score, tier, model_score, reasons, ind_<name> per indicator
+    fed_back: int
+    core_seconds: float
 
 
 def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner: list[int],
                  carried: Iterable[list[Signal]], delay: int, done: Callable[[int], None] | None = None) -> Shard:
     """Score the transactions at ``positions`` (event-time order) with their accounts' state and
     their partitions' models; ``carried`` yields their entity stages' signals in the same order."""
-    shard = Shard(positions)
+    import pyarrow as pa
+
     names = [ind.name for ind, _ in scorer.indicators]
+    scores, tiers, model_scores, reasons, values = [], [], [], [], []
     states: dict[str, dict] = {}
     pending: dict[int, deque[tuple[int, dict, bool]]] = {}  # per partition, due in queue order
-    clock, core = time.perf_counter, 0.0
+    clock, core, fed_back = time.perf_counter, 0.0, 0
     for n, (i, signals) in enumerate(zip(positions, carried, strict=True), 1):
         tx, label = items[i]
         partition, now = owner[i], tx.ts_ms
@@ -121,22 +120,26 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
         while queue and queue[0][0] <= now:
             _, record, is_fraud = queue.popleft()
             scorer.feedback(record, is_fraud)
-            shard.fed_back += 1
+            fed_back += 1
         t0 = clock()
         record = scorer.score(tx, states.setdefault(tx.account_id, {}), (partition, i), signals)
         core += clock() - t0
         if label is not None:
             queue.append((now + delay, record, label))
-        shard.score.append(float(record["score"]))
-        shard.tier.append(int(record["tier"]))
-        shard.model_score.append(record.get("model_score"))
-        shard.reasons.append(orjson.dumps(record["reasons"]).decode())  # compact UTF-8, as json.dumps would
+        scores.append(record["score"])
+        tiers.append(record["tier"])
+        model_scores.append(record.get("model_score"))
+        reasons.append(orjson.dumps(record["reasons"]).decode())  # compact UTF-8, as json.dumps would
         features = record["features"]
-        shard.values.append([None if (v := features.get(name)) is None else float(v) for name in names])
+        values.append([features.get(name) for name in names])
         if done is not None and n % 1000 == 0:
             done(n)
-    shard.core_seconds = core
-    return shard
+    columns = {"risk_score": pa.array(scores, pa.float64()), "tier": pa.array(tiers, pa.int8()),
+               "model_score": pa.array(model_scores, pa.float64()), "reasons": pa.array(reasons, pa.string())}
+    by_indicator = list(zip(*values)) if values else [() for _ in names]
+    for name, column in zip(names, by_indicator, strict=True):
+        columns[f"ind_{name}"] = pa.array(column, pa.float64())
+    return Shard(positions, pa.table(columns), fed_back, core)
 
 
 # What forked processes inherit instead of receiving it pickled: (scorer, items, owner, delay), and
