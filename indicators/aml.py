@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from operator import itemgetter
-
 from pydantic import Field
 
 from indicators.base import DurationMs, Indicator, Params, Signal, register
 from indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent
-
-_TIME = itemgetter(0)
 
 
 class PassThroughParams(Params):
@@ -77,40 +72,3 @@ class PassThrough(Indicator):
             signed = tx.amount if tx.direction == "credit" else -tx.amount
             push_event(state, state.setdefault("e", []), [tx.ts_ms, signed, tx.counterparty_id], self.p.window,
                        self.p.cap)
-
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case (a debit or credit, a window in
-        time order and a transaction not older than its latest event): the window is bisected once,
-        for the flows and the pruning, instead of once in ``recent`` and again in ``push_event``."""
-        direction, now, events = tx.direction, tx.ts_ms, state.get("e")
-        if (direction != "debit" and direction != "credit") or not events or "s" not in state or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        p, amount = self.p, tx.amount
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        if direction == "credit":
-            signal = self._not_debit
-        else:
-            inflow, paid_out, sources = 0, 0, set()
-            for _, signed, counterparty in events[lo:] if lo else events:  # as in score_one
-                if signed > 0:
-                    inflow += signed
-                    if counterparty:
-                        sources.add(counterparty)
-                elif signed < 0:
-                    paid_out += signed
-            if not inflow:
-                signal = self._no_inflow
-            else:
-                share = (amount - paid_out) / inflow
-                hit = p.ratio <= share < p.max_ratio and len(sources) >= p.min_sources
-                reason = (f"{share:.0%} of {inflow:,.2f} received from {len(sources)} payers passed on "
-                          f"within {p.window // 60_000} min")
-                signal = new_signal((self.name, round(share, 3), hit, reason))
-        # learn_one, with push_event's pruning: the events before lo are those it drops.
-        events.append([now, amount if direction == "credit" else -amount, tx.counterparty_id])
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal

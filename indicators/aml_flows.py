@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from operator import countOf, itemgetter
+from operator import itemgetter
 
 from pydantic import Field
 
 from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
 from indicators.support import Plain, add_event, in_window, new_signal, short_history, tally, too_few
 
-_TIME = itemgetter(0)
 _SECOND = itemgetter(1)
 
 
@@ -131,39 +129,6 @@ class CrossBorderRatio(Indicator):
         tally(state, tx.country, self.p.max_count, self.p.max_countries)
         add_event(state.setdefault("e", []), [tx.ts_ms, tx.country], self.p.window, self.p.cap)
 
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case (a transaction not older than the
-        latest event): the window is bisected once, for the share and the pruning, instead of once
-        in ``in_window`` and again in ``add_event``."""
-        p, country, now, events = self.p, tx.country, tx.ts_ms, state.get("e")
-        if country is None or not events or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        n, total = len(events) - lo + 1, state.get("n", 0)
-        if total < p.min_history:
-            signal = self._short[total]
-        elif n < p.min_tx:
-            signal = self._too_few[n]
-        else:
-            counts = state["c"]
-            home = max(counts, key=counts.get)
-            abroad = country != home
-            # countOf compares as list.count does, without building the list.
-            foreign = n - 1 - countOf(map(_SECOND, events[lo:] if lo else events), home) + abroad
-            share = foreign / n
-            hit = abroad and share >= p.ratio
-            signal = new_signal((self.name, round(share, 3), hit, NO_HIT if not hit else
-                                 f"{foreign} of {n} transactions outside {home} within {p.window // 60_000} min"))
-        # learn_one; add_event of an event not older than the latest drops the same events as this.
-        tally(state, country, p.max_count, p.max_countries)
-        events.append([now, country])
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal
-
 
 class CashIntensityParams(Params):
     window: DurationMs = Field(86_400_000, description="sliding window")
@@ -220,35 +185,3 @@ class CashIntensity(Indicator):
     def learn_one(self, state, tx):
         add_event(state.setdefault("e", []), [tx.ts_ms, tx.amount, int(tx.channel in self._cash)],
                   self.p.window, self.p.cap)
-
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case (a transaction not older than
-        the latest event): the window is bisected once, for the shares and the pruning, instead of
-        once in ``in_window`` and again in ``add_event``."""
-        channel, now, events = tx.channel, tx.ts_ms, state.get("e")
-        if channel is None or not events or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        p, amount = self.p, tx.amount
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        is_cash = channel in self._cash
-        if not is_cash:
-            signal = self._not_cash
-        else:
-            in_cash, moved = 0, 0
-            for _, earlier, earlier_cash in events[lo:] if lo else events:  # as in score_one
-                moved += earlier
-                if earlier_cash:
-                    in_cash += earlier
-            cash, total = amount + in_cash, amount + moved
-            share = cash / total
-            hit = share >= p.share and cash >= p.min_cash
-            signal = new_signal((self.name, round(share, 3), hit, NO_HIT if not hit else
-                                 f"{cash:,.2f} in cash, {share:.0%} of the amount within {p.window // 3_600_000}h"))
-        # learn_one; add_event of an event not older than the latest drops the same events as this.
-        events.append([now, amount, int(is_cash)])
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal

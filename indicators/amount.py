@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from math import log, sqrt
-from operator import itemgetter
 
 from pydantic import Field, model_validator
 
 from indicators.base import DurationMs, Indicator, Params, Signal, register
 from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent, short_history
-
-_TIME = itemgetter(0)
 
 
 class AmountZScoreParams(Params):
@@ -145,23 +141,3 @@ class Structuring(Indicator):
         p = self.p
         if self._low <= tx.amount < p.threshold:
             push_event(state, state.setdefault("e", []), [tx.ts_ms], p.window, p.cap)
-
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual cases: an amount not just under the
-        threshold (nothing to score or learn), or a window in time order and a transaction not
-        older than its latest event (the window is bisected once, for the count and the pruning)."""
-        p = self.p
-        if not self._low <= tx.amount < p.threshold:
-            return self._not_near
-        now, events = tx.ts_ms, state.get("e")
-        if not events or "s" not in state or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        signal = self._by_count[len(events) - lo + 1]
-        events.append([now])  # push_event: the events before lo are those it drops
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from operator import itemgetter
 
 from pydantic import Field
@@ -10,7 +9,6 @@ from pydantic import Field
 from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
 from indicators.support import Plain, Signals, add_event, in_window, new_signal, short_history
 
-_TIME = itemgetter(0)
 _AMOUNT = itemgetter(1)
 
 
@@ -84,40 +82,6 @@ class AmountVelocityBaseline(Indicator):
         state["mean"] = amount if "mean" not in state else (1 - a) * state["mean"] + a * amount
         state["n"] = state.get("n", 0) + 1
         add_event(state.setdefault("e", []), [now, amount], self.p.window, self.p.cap)
-
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case (a transaction not older than the
-        latest event): the window is bisected once, for the total and the pruning, instead of once
-        in ``in_window`` and again in ``add_event``."""
-        p, now, events = self.p, tx.ts_ms, state.get("e")
-        if not events or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        amount, n = tx.amount, state.get("n", 0)
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        if n < p.min_history:
-            signal = self._short[n]
-        else:
-            usual = self.usual(state)
-            total = amount + sum(map(_AMOUNT, events[lo:] if lo else events))  # the same sum as score_one's
-            ratio = total / usual
-            hit = ratio >= p.factor and total >= p.min_total
-            signal = new_signal((self.name, round(ratio, 3), hit, NO_HIT if not hit else
-                                 f"{total:,.2f} moved within {p.window // 60_000} min, {ratio:.1f}x the usual {usual:,.2f}"))
-        # learn_one; add_event of an event not older than the latest drops the same events as this.
-        a, last = p.alpha, state.get("last")
-        if last is not None and now > last:
-            gap = min(now - last, 86_400_000)
-            state["gap"] = gap if "gap" not in state else (1 - a) * state["gap"] + a * gap
-        state["last"] = max(now, last or 0)
-        state["mean"] = amount if "mean" not in state else (1 - a) * state["mean"] + a * amount
-        state["n"] = n + 1
-        events.append([now, amount])
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal
 
 
 class RapidSuccessionParams(Params):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from operator import itemgetter
 
 from pydantic import Field
@@ -10,7 +9,6 @@ from pydantic import Field
 from indicators.base import DurationMs, Indicator, Params, Signal, register
 from indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent, too_few
 
-_TIME = itemgetter(0)
 _SECOND = itemgetter(1)
 
 
@@ -63,32 +61,6 @@ class SmallAmountBurst(Indicator):
         if tx.amount <= p.max_amount:
             push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.merchant_id], p.window, p.cap)
 
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual cases: an amount that is not small
-        (nothing to score or learn), or a window in time order and a transaction not older than
-        its latest event (the window is bisected once, for the count and the pruning)."""
-        p = self.p
-        if tx.amount > p.max_amount:
-            return self._not_small
-        now, events = tx.ts_ms, state.get("e")
-        if not events or "s" not in state or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        merchant = tx.merchant_id
-        merchants = set(map(_SECOND, events[lo:] if lo else events))
-        merchants.add(merchant)
-        merchants.discard(None)
-        count = len(events) - lo + 1
-        reason = f"{count} payments <= {p.max_amount:g} at {len(merchants)} merchants within {p.window // 60_000} min"
-        signal = new_signal((self.name, float(count), count >= p.count, reason))
-        events.append([now, merchant])  # push_event: the events before lo are those it drops
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal
-
 
 class DeclineRatioParams(Params):
     window: DurationMs = Field(3_600_000, description="sliding window")
@@ -135,27 +107,3 @@ class DeclineRatio(Indicator):
     def learn_one(self, state, tx):
         push_event(state, state.setdefault("e", []), [tx.ts_ms, int(tx.status == "declined")], self.p.window,
                    self.p.cap)
-
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case, as in ``SmallAmountBurst``."""
-        status, now, events = tx.status, tx.ts_ms, state.get("e")
-        if status is None or not events or "s" not in state or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        p = self.p
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        n = len(events) - lo + 1
-        declined = status == "declined"
-        if n < p.min_tx:
-            signal = self._too_few[n]
-        else:
-            count = sum(map(_SECOND, events[lo:] if lo else events)) + declined
-            ratio = count / n
-            signal = new_signal((self.name, round(ratio, 3), ratio >= p.ratio,
-                                 f"{count} of {n} declined within {p.window // 60_000} min"))
-        events.append([now, int(declined)])  # push_event: the events before lo are those it drops
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from operator import itemgetter
 
 from pydantic import Field
@@ -10,7 +9,6 @@ from pydantic import Field
 from indicators.base import DurationMs, Indicator, Params, Signal, register
 from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent
 
-_TIME = itemgetter(0)
 _AMOUNT = itemgetter(1)
 
 
@@ -82,39 +80,6 @@ class CountVelocity(Indicator):
         state["n"] = state.get("n", 0) + 1
         push_event(state, events, [now], self.p.window, self.p.cap)
 
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case (a window in time order and a
-        transaction not older than its latest event): the window is bisected once, for the count
-        and the pruning, instead of once in ``recent`` and again in ``push_event``."""
-        now, events = tx.ts_ms, state.get("e")
-        if not events or "s" not in state or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        p = self.p
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        count = 1 + len(events) - lo
-        usual = self.usual(state) if "gap" in state else None
-        if usual is None:
-            signal = self._by_count[count]
-        else:
-            hit = count > p.limit and count > p.baseline_factor * usual
-            signal = new_signal((self.name, float(count), hit, f"{count}{self._within} (usual {usual:.1f})"))
-        # learn_one, with push_event's pruning: the events before lo are those it drops.
-        last = state.get("last")
-        if last is None:
-            state["last"] = now
-        elif now > last:
-            gap = min(now - last, 86_400_000)
-            state["gap"] = gap if "gap" not in state else 0.9 * state["gap"] + 0.1 * gap
-            state["last"] = now
-        state["n"] = state.get("n", 0) + 1
-        events.append([now])
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal
-
 
 class AmountVelocityParams(Params):
     window: DurationMs = Field(3_600_000, description="sliding window")
@@ -154,20 +119,3 @@ class AmountVelocity(Indicator):
 
     def learn_one(self, state, tx):
         push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.amount], self.p.window, self.p.cap)
-
-    def evaluate(self, state, tx):
-        """``score_one`` then ``learn_one`` in one go for the usual case, as in ``CountVelocity``."""
-        now, events = tx.ts_ms, state.get("e")
-        if not events or "s" not in state or events[-1][0] > now:
-            return Indicator.evaluate(self, state, tx)
-        p, amount = self.p, tx.amount
-        horizon = now - p.window
-        lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-        total = amount + sum(map(_AMOUNT, events[lo:] if lo else events))  # the same sum as score_one's
-        signal = new_signal((self.name, round(total, 2), total > p.limit, f"{total:,.2f}{self._moved}"))
-        events.append([now, amount])  # push_event: the events before lo are those it drops
-        if lo:
-            del events[:lo]
-        if len(events) > p.cap:
-            del events[:-p.cap]
-        return signal
