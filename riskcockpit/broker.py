@@ -24,6 +24,14 @@ LIB_DIR = BROKER_DIR / "lib"
 POM = BROKER_DIR / "pom.xml"
 
 
+def new_cluster_id() -> str:
+    """A random cluster id, as Kafka's ``Uuid.randomUuid`` makes them: never starting with "-",
+    which the storage tool would read as an option (one start in 64 failed that way)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 class BrokerError(RuntimeError):
     pass
 
@@ -138,11 +146,13 @@ class EmbeddedBroker:
         java = ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
                 f"-Dlog4j2.configurationFile={BROKER_DIR / 'log4j2.properties'}", "-cp", classpath]
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(
-                java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            formatted = subprocess.run(
+                java + ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
+            if formatted.returncode:
+                raise BrokerError(f"formatting Kafka's storage in {self.data_dir} failed "
+                                  f"({formatted.returncode}): {formatted.stderr.decode(errors='replace')[-2000:]}")
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(java + ["kafka.Kafka", str(props)], stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL, start_new_session=True)

@@ -137,3 +137,15 @@ def test_kafka_command_starts_reports_and_stops_the_broker(tmp_path):
         cli(env, "kafka", "stop")
     external = cli(env | {"RISKCOCKPIT_KAFKA": "elsewhere:9092"}, "kafka", "start")
     assert external.returncode != 0 and "not managed here" in external.stderr
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch):
+    """Kafka's storage tool reads ``-t -mzF…`` as a missing value: one broker start in 64 failed so."""
+    from riskcockpit import broker
+
+    dashed = uuid.UUID(bytes=bytes([0xFA]) + bytes(15))  # base64url "-g…"
+    plain = uuid.UUID(bytes=bytes(range(16)))
+    drawn = iter([dashed, dashed, plain])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(drawn))
+    assert broker.base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
+    assert broker.new_cluster_id() == broker.base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
