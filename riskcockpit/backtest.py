@@ -42,8 +42,8 @@ so file line = row + 1), the 1-based row for Parquet, the line number for JSON l
 Output (``--out``, Parquet), one row per valid input transaction in event-time order: ``tx_id``,
 ``ts`` (UTC, ms), ``account_id``, ``partition`` (whose models scored it), ``amount``, ``risk_score`` (0–100), ``tier`` (0–3),
 ``model_score``, ``config_hash``, ``reasons`` (JSON text, as in ``risk.scores``), ``label`` (with
-``--labels``) and ``ind_<name>`` per enabled indicator: ``record["features"][name]`` (when the
-core provides no features, only the hits are known, from the reasons). Malformed rows go, with
+``--labels``) and ``ind_<name>`` per enabled indicator: ``record["features"][name]``, the
+indicator's value (null: not applicable). Malformed rows go, with
 their row number, reason and original values, to ``OUT.rejected.jsonl``. Metrics count a
 repeated ``tx_id`` once, and its disposition is fed back once.
 """
