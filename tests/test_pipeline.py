@@ -98,7 +98,7 @@ def test_valid_records_scored_once_and_malformed_ones_in_the_dlq(stack):
 
     expected_scores = len(valid) + 2
     wait_for(lambda: stack.count("scores") >= expected_scores and stack.count("dlq") >= len(MALFORMED),
-             timeout=180, what="all scores and DLQ rows in ClickHouse", processes=stack.processes)
+             timeout=300, what="all scores and DLQ rows in ClickHouse", processes=stack.processes)
     time.sleep(2)  # let anything extra (duplicates, strays) arrive before counting exactly
     assert stack.count("scores") == expected_scores
     distinct = stack.client.query(f"SELECT uniqExact(tx_id) FROM {stack.db}.scores FINAL").result_rows[0][0]
