@@ -148,7 +148,8 @@ class Scorer:
     account's state; those of a merchant, device or counterparty run in :meth:`entity_signals`,
     against that entity's state, in a stage of their own (the worker re-keys the stream for
     each), and reach :meth:`score` as ``carried`` signals. :meth:`score_offline` runs every
-    stage in one process, as a backtest does.
+    stage in one process for one transaction (benches, tests); the backtest runs the stages as
+    passes over the file instead (:mod:`riskcockpit.backtest_stages`).
 
     ``score(tx, state)`` mutates ``state``, the account's JSON-serialisable dict, and returns
     the score record. A redelivered ``tx_id`` gets its earlier record back unchanged and
