@@ -221,8 +221,10 @@ def _reap(pid: int) -> None:
         pass
 
 
-def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeout: float = 30.0) -> None:
-    """Create missing topics with ``partitions`` partitions; existing ones must match (co-partitioning)."""
+def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeout: float = 30.0,
+                  configs: dict[str, str] | None = None) -> None:
+    """Create missing topics with ``partitions`` partitions (and topic ``configs``, such as
+    ``cleanup.policy``); existing ones must match (co-partitioning)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -238,7 +240,7 @@ def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeo
             time.sleep(1)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        missing = [NewTopic(n, partitions, 1, topic_configs=configs or {}) for n in names if n not in existing]
         if missing:
             try:
                 admin.create_topics(missing)

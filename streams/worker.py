@@ -248,13 +248,28 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def run(settings: Settings, loglevel: str = "info") -> None:
-    """Run one worker until SIGTERM/SIGINT; several workers share the partitions."""
+def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
+    """The pipeline's topics and the changelog topic of each of ``app``'s tables.
+
+    Faust creates a table's changelog as its agents start and compares partition counts at
+    once; read from metadata that has not seen the new topic yet, the count is 0 and the agent
+    crashes with PartitionsMismatch, again at each restart (a stage table in 1 of 4 cold
+    starts: its entity's transactions were never scored). Made here, they exist before Faust
+    looks, compacted as Faust would make them.
+    """
     from riskcockpit.broker import ensure_topics
 
     ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
+    ensure_topics(settings.kafka.servers, settings.kafka.partitions,
+                  tuple(table.changelog_topic.get_topic_name() for table in app.tables.values()),
+                  configs={"cleanup.policy": "compact"})
+
+
+def run(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker until SIGTERM/SIGINT; several workers share the partitions."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = create_app(settings)
+    ensure_worker_topics(settings, app)
     tune_gc()
     log.info("scoring config %s, %d indicators", app.scorer.config_hash, len(app.scorer.indicators))
     # aiokafka formats a debug record for every produce request unless told otherwise (6 % of a

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -300,3 +301,32 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
     finally:
         sink.stop()
         thread.join(10)
+
+
+def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_faust_starts(kafka, env,
+                                                                                                 monkeypatch):
+    """Left to Faust, a changelog made as the agents start was once read as having 0 partitions,
+    and that stage's agent crashed at every restart."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from streams.worker import create_app, ensure_worker_topics
+
+    app_id = f"cl-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA", kafka.bootstrap)
+    monkeypatch.setenv("RISKCOCKPIT_WORKER__APP_ID", app_id)
+    settings = load_settings()
+    app = create_app(settings)
+    ensure_worker_topics(settings, app)
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        names = sorted(t for t in admin.list_topics() if t.startswith(app_id))
+        assert names == sorted(f"{app_id}-{table}-changelog" for table in (
+            "accounts", "models", "merchant_state", "device_state", "counterparty_state"))
+        assert {len(t["partitions"]) for t in admin.describe_topics(names)} == {settings.kafka.partitions}
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs=["cleanup.policy"])
+                                            for n in names])["topic"]
+        assert {n: described[n]["cleanup.policy"]["value"] for n in names} == dict.fromkeys(names, "compact")
+    finally:
+        admin.close()
