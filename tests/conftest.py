@@ -90,10 +90,20 @@ class Processes:
                          for i, (n, _) in enumerate(self.procs) if n == name)
 
     def assert_alive(self) -> None:
+        """Every process runs, and none has a crashed Faust agent: Faust logs the crash and
+        restarts the agent, so a worker with a dead stage would otherwise look healthy."""
         for i, (name, proc) in enumerate(self.procs):
+            text = (self.root / f"{name}-{i}.log").read_text(errors="replace")
             if proc.poll() is not None and proc.returncode not in (0, -9, -15):
-                tail = (self.root / f"{name}-{i}.log").read_text(errors="replace")[-3000:]
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{tail}")
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{text[-3000:]}")
+            if (crash := text.find("Crashed reason=")) >= 0:
+                raise AssertionError(f"{name} has a crashed agent:\n{text[max(0, crash - 300):crash + 1500]}")
+
+    def tails(self, chars: int = 2500) -> str:
+        """The end of every process's output, for a failure message."""
+        return "\n".join(f"--- {name} (exit {proc.poll()}):\n"
+                         + (self.root / f"{name}-{i}.log").read_text(errors="replace")[-chars:]
+                         for i, (name, proc) in enumerate(self.procs))
 
     def stop_all(self) -> None:
         for _, proc in reversed(self.procs):
@@ -111,7 +121,10 @@ class Processes:
 def processes(tmp_path):
     procs = Processes(tmp_path)
     yield procs
-    procs.stop_all()
+    try:
+        procs.assert_alive()  # a crash after the test's last look counts too
+    finally:
+        procs.stop_all()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition", processes=None):
@@ -125,4 +138,6 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    # The processes' own words are what explains a timeout in CI, where nothing else is kept.
+    output = f"\n{processes.tails()}" if processes is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r}){output}")

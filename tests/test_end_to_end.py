@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -61,8 +62,19 @@ def test_generated_frauds_reach_the_cockpit_in_all_three_tiers_and_the_audit(run
         return call(server, "alerts-grid.rowData", {"tick.n_intervals": 1, "tier-filter.value": tier})[
             "alerts-grid"]["rowData"]
 
-    rows = wait_for(lambda: all(grid(t) for t in ("1", "2", "3")) and grid("all"), timeout=180,
-                    what="alerts of every tier in the cockpit grid", processes=processes)
+    counts = {}
+
+    def every_tier() -> list[dict]:
+        counts.update({t: len(grid(t)) for t in ("1", "2", "3")})
+        return all(counts.values()) and grid("all")
+
+    started = time.monotonic()
+    try:
+        rows = wait_for(every_tier, timeout=180, what="alerts of every tier in the cockpit grid",
+                        processes=processes)
+    except AssertionError as exc:
+        raise AssertionError(f"alerts per tier in the grid: {counts}\n{exc}") from None
+    print(f"every tier in the grid after {time.monotonic() - started:.0f} s: {counts}")
     for tier in ("1", "2", "3"):
         assert {str(r["tier"]) for r in grid(tier)} == {tier}
     assert any(r.get("scenario") for r in rows), "injected frauds should be among the alerts"

@@ -43,7 +43,9 @@ def test_run_shows_all_tiers_within_a_minute_and_stops_cleanly(tmp_path):
     url = f"http://127.0.0.1:{cockpit_port}"
 
     def kpis():
-        assert stack.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        output = (tmp_path / "run.log").read_text(errors="replace")
+        assert stack.poll() is None, output[-3000:]
+        assert "Crashed reason=" not in output, output[output.find("Crashed reason=") - 300:][:2000]
         try:
             return requests.get(f"{url}/api/kpis", timeout=5).json()
         except requests.RequestException:
