@@ -333,6 +333,7 @@ class DeliveryService:
 
         from alerting import bus
         from alerting.offsets import OffsetTracker
+        from riskcockpit.broker import subscribe
         from streams import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
@@ -341,7 +342,7 @@ class DeliveryService:
                                  enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
                                  max_poll_records=500, **bus.GROUP_TIMEOUTS)
         tracker = OffsetTracker()
-        consumer.subscribe([topics.NOTIFICATIONS], listener=bus.Rebalance(consumer, tracker))
+        subscribe(consumer, [topics.NOTIFICATIONS], listener=bus.Rebalance(consumer, tracker))
         lanes: dict[str, Lane] = {}
 
         def finished(token, job: dict[str, Any], outcome: Outcome) -> None:

@@ -411,6 +411,7 @@ class NotifierService:
 
         from alerting import bus
         from alerting.offsets import OffsetTracker
+        from riskcockpit.broker import subscribe
         from streams import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
@@ -435,7 +436,7 @@ class NotifierService:
         )
         tracker = OffsetTracker()
         listener = bus.Rebalance(alerts, tracker, since_ms=lookback_ms)
-        alerts.subscribe([topics.ALERTS], listener=listener)
+        subscribe(alerts, [topics.ALERTS], listener=listener)
         log.info("notifier consuming %s (group %s); %d silences, %d closed alerts, %d earlier jobs known",
                  topics.ALERTS, self.config.notifier.group_id, len(self.notifier.silences.by_id),
                  len(self.notifier.closed), remembered)

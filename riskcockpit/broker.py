@@ -221,6 +221,20 @@ def _reap(pid: int) -> None:
         pass
 
 
+def subscribe(consumer, names, listener=None) -> None:
+    """``consumer.subscribe(names)``, and the metadata of the topics that exist fetched before
+    the first poll joins the group.
+
+    A new kafka-python consumer's metadata is empty: it joins its group with no partitions and
+    rejoins when the metadata catches up. In CI that second rebalance (kafka-python 3.0.12)
+    once never completed its SyncGroup, and the notifier held no partitions for minutes.
+    Fetched after subscribing (so the coordinator takes its snapshot of the subscribed
+    topics), the first join assigns the partitions and nothing changes afterwards.
+    """
+    consumer.subscribe(list(names), listener=listener)
+    consumer.topics()  # fetches every topic's metadata into the consumer's cache
+
+
 def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeout: float = 30.0,
                   configs: dict[str, str] | None = None) -> None:
     """Create missing topics with ``partitions`` partitions (and topic ``configs``, such as

@@ -18,6 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
+from riskcockpit.broker import subscribe
 from riskcockpit.settings import Settings
 from store.migrate import migrate
 from streams import topics
@@ -143,7 +144,6 @@ class Sink:
     def _consume(self) -> None:
         s = self.settings.sink
         consumer = KafkaConsumer(
-            *topics.SINK_TOPICS,
             bootstrap_servers=self.settings.kafka.servers,
             group_id=s.group_id,
             enable_auto_commit=False,
@@ -151,6 +151,7 @@ class Sink:
             max_poll_records=s.batch_size,
             fetch_max_wait_ms=min(s.max_wait_ms, 500),
         )
+        subscribe(consumer, topics.SINK_TOPICS)  # topics made later still cause a rebalance when they appear
         log.info("sink consuming %s into %s", ", ".join(topics.SINK_TOPICS), self.db)
         try:
             while not self.stopping.is_set():
