@@ -6,7 +6,7 @@ from math import log, sqrt
 
 from pydantic import Field, model_validator
 
-from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
 from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent, short_history
 
 
@@ -85,7 +85,8 @@ class LargeAmount(Indicator):
 
     def score_one(self, state, tx):
         amount = tx.amount
-        return new_signal((self.name, amount, amount >= self._threshold, f"amount {amount:,.2f}{self._at_least}"))
+        hit = amount >= self._threshold
+        return new_signal((self.name, amount, hit, f"amount {amount:,.2f}{self._at_least}" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
         pass  # stateless

@@ -6,7 +6,7 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, Signal, register
+from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
 from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent
 
 _AMOUNT = itemgetter(1)
@@ -64,7 +64,8 @@ class CountVelocity(Indicator):
         if usual is None:
             return self._by_count[count]
         hit = count > p.limit and count > p.baseline_factor * usual
-        return new_signal((self.name, float(count), hit, f"{count}{self._within} (usual {usual:.1f})"))
+        reason = f"{count}{self._within} (usual {usual:.1f})" if hit else NO_HIT
+        return new_signal((self.name, float(count), hit, reason))
 
     def learn_one(self, state, tx):
         now = tx.ts_ms
@@ -115,7 +116,8 @@ class AmountVelocity(Indicator):
         p, total, events = self.p, tx.amount, state.get("e")
         if events:
             total += sum(map(_AMOUNT, recent(state, events, tx.ts_ms, p.window)))
-        return new_signal((self.name, round(total, 2), total > p.limit, f"{total:,.2f}{self._moved}"))
+        hit = total > p.limit
+        return new_signal((self.name, round(total, 2), hit, f"{total:,.2f}{self._moved}" if hit else NO_HIT))
 
     def learn_one(self, state, tx):
         push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.amount], self.p.window, self.p.cap)
