@@ -156,8 +156,15 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
     produce(bootstrap, [after])
 
     total = 6 + len(stream) + 1
-    wait_for(lambda: stack.count("scores") >= total, timeout=240, what=f"{total} scores after the restart",
-             processes=stack.processes)
+    try:
+        wait_for(lambda: stack.count("scores") >= total, timeout=240, what=f"{total} scores after the restart",
+                 processes=stack.processes)
+    except AssertionError as exc:  # lost by the worker, or not yet stored by the sink?
+        in_topic = {json.loads(m.value)["tx_id"] for m in KafkaConsumer(
+            topics.SCORES, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)}
+        missing = {json.loads(v)["tx_id"] for _, v in [*burst, *stream, after]} - in_topic
+        raise AssertionError(f"{len(in_topic)} distinct tx_ids in {topics.SCORES}, {stack.count('scores')} stored; "
+                             f"missing from the topic: {sorted(missing)[:20]} ({len(missing)})\n{exc}") from None
     time.sleep(2)
     assert stack.count("scores") == total
     assert stack.client.query(f"SELECT uniqExact(tx_id) FROM {stack.db}.scores FINAL").result_rows[0][0] == total
