@@ -70,6 +70,13 @@ def settings(env):
     return load_settings()
 
 
+def crashed_agent(output: str) -> str | None:
+    """The report of a crashed Faust agent in a process's ``output``, or None. Faust logs the
+    crash and restarts the agent, so a worker with a dead stage would otherwise look healthy."""
+    crash = output.find("Crashed reason=")
+    return None if crash < 0 else output[max(0, crash - 300):crash + 1500]
+
+
 class Processes:
     """``riskcockpit`` subprocesses, stopped (and their output kept) at the end of a test."""
 
@@ -85,24 +92,25 @@ class Processes:
         self.procs.append((name, proc))
         return proc
 
+    def output(self, i: int) -> str:
+        """What process ``i`` has written so far."""
+        return (self.root / f"{self.procs[i][0]}-{i}.log").read_text(errors="replace")
+
     def log(self, name: str) -> str:
-        return "\n".join((self.root / f"{n}-{i}.log").read_text(errors="replace")
-                         for i, (n, _) in enumerate(self.procs) if n == name)
+        return "\n".join(self.output(i) for i, (n, _) in enumerate(self.procs) if n == name)
 
     def assert_alive(self) -> None:
-        """Every process runs, and none has a crashed Faust agent: Faust logs the crash and
-        restarts the agent, so a worker with a dead stage would otherwise look healthy."""
+        """Every process runs, and none has a crashed Faust agent (see :func:`crashed_agent`)."""
         for i, (name, proc) in enumerate(self.procs):
-            text = (self.root / f"{name}-{i}.log").read_text(errors="replace")
+            text = self.output(i)
             if proc.poll() is not None and proc.returncode not in (0, -9, -15):
                 raise AssertionError(f"{name} exited with {proc.returncode}:\n{text[-3000:]}")
-            if (crash := text.find("Crashed reason=")) >= 0:
-                raise AssertionError(f"{name} has a crashed agent:\n{text[max(0, crash - 300):crash + 1500]}")
+            if crash := crashed_agent(text):
+                raise AssertionError(f"{name} has a crashed agent:\n{crash}")
 
     def tails(self, chars: int = 2500) -> str:
         """The end of every process's output, for a failure message."""
-        return "\n".join(f"--- {name} (exit {proc.poll()}):\n"
-                         + (self.root / f"{name}-{i}.log").read_text(errors="replace")[-chars:]
+        return "\n".join(f"--- {name} (exit {proc.poll()}):\n{self.output(i)[-chars:]}"
                          for i, (name, proc) in enumerate(self.procs))
 
     def stop_all(self) -> None:

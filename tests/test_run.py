@@ -15,7 +15,7 @@ import requests
 
 from alerting.signing import verify
 from alerting.testing import RecordingReceiver
-from conftest import wait_for
+from conftest import crashed_agent, wait_for
 from riskcockpit.broker import free_port, port_open
 
 SECRET = "run-test-secret"
@@ -45,7 +45,7 @@ def test_run_shows_all_tiers_within_a_minute_and_stops_cleanly(tmp_path):
     def kpis():
         output = (tmp_path / "run.log").read_text(errors="replace")
         assert stack.poll() is None, output[-3000:]
-        assert "Crashed reason=" not in output, output[output.find("Crashed reason=") - 300:][:2000]
+        assert not (crash := crashed_agent(output)), crash
         try:
             return requests.get(f"{url}/api/kpis", timeout=5).json()
         except requests.RequestException:
