@@ -136,7 +136,11 @@ receivers:
     assert first[0]["alert_ids"] == ["esc-1"] and first[0]["kind"] == "firing"
     escalations = wait_for(lambda: (lambda b: b if len(b) >= 2 else None)(bodies(receiver, "/oncall")), 10, 0.05,
                            "two escalations")
-    assert [b["periods"] for b in escalations] == [{"esc-1": 1}, {"esc-1": 2}]
+    periods = [b["periods"]["esc-1"] for b in escalations]
+    # One escalation per SLA period, the first after one period. A tick that comes late (a loaded machine) sends
+    # only the period now current, never a backlog, so the second may be period 3; the webhook's concurrent
+    # requests may also let a late pair arrive out of order.
+    assert min(periods) == 1 and max(periods) >= 2 and len(set(periods)) == len(periods), periods
     assert escalations[0]["kind"] == "escalation" and escalations[0]["title"].startswith("[CRITICAL] ESCALATION")
     kafka.ack("esc-1")
     acked_at = time.monotonic()
