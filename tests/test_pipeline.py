@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from conftest import wait_for
 from riskcockpit.broker import ensure_topics
@@ -314,9 +317,6 @@ def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_
                                                                                                  monkeypatch):
     """Left to Faust, a changelog made as the agents start was once read as having 0 partitions,
     and that stage's agent crashed at every restart."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import ConfigResource, ConfigResourceType
-
     from streams.worker import create_app, ensure_worker_topics
 
     app_id = f"cl-{uuid.uuid4().hex[:8]}"
@@ -337,3 +337,41 @@ def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_
         assert {n: described[n]["cleanup.policy"]["value"] for n in names} == dict.fromkeys(names, "compact")
     finally:
         admin.close()
+
+
+def test_a_decision_the_broker_refuses_stops_the_worker_and_is_scored_after_the_restart(stack, tmp_path):
+    """risk.scores refuses every record (max.message.bytes below a decision's size): the worker
+    must exit without committing, and a worker started once the topic accepts them again scores
+    every transaction; none is skipped."""
+    def scores_limit(limit: str) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka.servers)
+        try:
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topics.SCORES,
+                                                configs={"max.message.bytes": limit})])
+        finally:
+            admin.close()
+
+    scores_limit("200")
+    stream = generated(60, seed=41)
+    produce(stack.settings.kafka.servers, stream)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKCOCKPIT_")} | {
+        "RISKCOCKPIT_KAFKA": stack.settings.kafka.servers, "RISKCOCKPIT_DATA_DIR": str(tmp_path / "refused")}
+    log = tmp_path / "refused.log"
+    with open(log, "wb") as out:
+        refused = subprocess.Popen([sys.executable, "-m", "riskcockpit", "worker", "--loglevel", "warn"], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+        try:
+            code = refused.wait(300)
+        finally:
+            if refused.poll() is None:
+                refused.kill()
+    output = log.read_text(errors="replace")
+    assert code == 70, output[-3000:]
+    assert "delivery failed" in output
+    assert stack.count("scores") == 0
+
+    scores_limit("1048588")  # Kafka's default
+    stack.start_worker()
+    wait_for(lambda: stack.count("scores") >= len(stream), timeout=120, what=f"{len(stream)} scores after the restart",
+             processes=stack.processes)
+    assert stack.count("scores") == len(stream)
