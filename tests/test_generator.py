@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from itertools import count, islice
@@ -371,18 +370,6 @@ def test_fraud_share_is_near_requested(rate, n):
 def test_zero_fraud_share_is_clean():
     txs = SyntheticStream(seed=7, start=START, fraud_share=0.0).take(20_000)
     assert not any(t["attributes"] for t in txs)
-
-
-def test_generation_is_fast():
-    s = SyntheticStream(seed=7, start=START)
-    it = iter(s)
-    next(it)
-    t = time.perf_counter()
-    for _ in islice(it, 100_000):
-        pass
-    rate = 100_000 / (time.perf_counter() - t)
-    # The target is >= 50k/s on one core; leave headroom for a busy CI box.
-    assert rate >= 25_000, f"{rate:.0f} tx/s"
 
 
 # ---------------------------------------------------------------------- pace
