@@ -11,7 +11,9 @@ import faust
 
 app = faust.App("bench-passthrough", broker=f"kafka://{os.environ['RISKCOCKPIT_KAFKA']}", store="memory://",
                 topic_partitions=int(os.environ.get("RISKCOCKPIT_KAFKA__PARTITIONS", "4")), web_enabled=False,
-                producer_linger_ms=5, stream_buffer_maxsize=16384)
+                producer_linger_ms=5, stream_buffer_maxsize=16384,
+                # beside the worker's data in the bench's work folder, not in the current directory
+                datadir=os.path.join(os.environ.get("RISKCOCKPIT_DATA_DIR", "."), "bench-passthrough"))
 source = app.topic("transactions", key_serializer="raw", value_serializer="raw")
 sink = app.topic("bench.passthrough", key_serializer="raw", value_serializer="raw")
 
