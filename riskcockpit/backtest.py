@@ -502,6 +502,7 @@ class Result:
     scoring_seconds: float
     metrics: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    table: Any = None  # pyarrow.Table: what was written to ``out``
 
     @property
     def rate(self) -> float:
@@ -510,12 +511,13 @@ class Result:
 
 def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay: str | int = "7d",
                  progress: Callable[[int, str], None] | None = None, partitions: int = 1,
-                 processes: int = 1) -> Result:
+                 processes: int = 1, write_rejects: bool = True) -> Result:
     """Score ``loaded`` in event-time order and write one Parquet row per valid transaction.
 
     The worker's stages over a topic of ``partitions`` partitions, spread over ``processes``
     (:mod:`riskcockpit.backtest_stages`). With labels, each disposition reaches the scorer once
-    per ``tx_id`` and never before its transaction's time plus ``feedback_delay``.
+    per ``tx_id`` and never before its transaction's time plus ``feedback_delay``. Rejected rows
+    go to ``OUT.rejected.jsonl`` unless ``write_rejects`` is false (a second run of the same file).
     """
     import numpy as np
     import pyarrow as pa
@@ -569,10 +571,10 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     pq.write_table(table, out)
     seconds = time.perf_counter() - started
     phases["merge + write"] = time.perf_counter() - written
-    rejected_file = write_rejected(loaded, out.with_suffix(".rejected.jsonl"))
+    rejected_file = write_rejected(loaded, out.with_suffix(".rejected.jsonl")) if write_rejects else None
     duplicates = n - len(seen)
     result = Result(loaded, out, rejected_file, n, duplicates, sum(s.fed_back for s in shards), seconds,
-                    sum(s.core_seconds for s in shards), extra={"phases": phases})
+                    sum(s.core_seconds for s in shards), extra={"phases": phases}, table=table)
     if labelled:
         result.metrics = evaluate(labels, table["risk_score"].to_pylist(), table["tier"].to_pylist(),
                                   table["tx_id"].to_pylist())
@@ -591,11 +593,7 @@ def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: 
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     if tx_ids is not None:
-        keep, seen = [], set()
-        for i, tx_id in enumerate(tx_ids):
-            if tx_id not in seen:
-                seen.add(tx_id)
-                keep.append(i)
+        keep = first_occurrences(tx_ids)
         labels, scores, tiers = [labels[i] for i in keep], [scores[i] for i in keep], [tiers[i] for i in keep]
     n, positives = len(labels), sum(labels)
     both = 0 < positives < n
@@ -615,9 +613,71 @@ def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: 
     return metrics
 
 
+def first_occurrences(tx_ids: list[str]) -> list[int]:
+    """Positions of each ``tx_id``'s first row: a repeat (a redelivery) counts once."""
+    keep, seen = [], set()
+    for i, tx_id in enumerate(tx_ids):
+        if tx_id not in seen:
+            seen.add(tx_id)
+            keep.append(i)
+    return keep
+
+
+def compare(baseline: Result, candidate: Result) -> dict:
+    """How ``candidate``'s config changes ``baseline``'s alerts on the same transactions: alerts
+    per tier, and the transactions whose tier went up or down. Repeated ``tx_id`` count once.
+
+    >>> import pyarrow as pa
+    >>> run = lambda tiers: Result(None, None, None, 3, 0, 0, 1.0, 1.0, table=pa.table(
+    ...     {"tx_id": ["a", "b", "c"], "tier": tiers}))
+    >>> change = compare(run([0, 2, 3]), run([1, 2, 1]))
+    >>> change["tiers"][1], change["tiers"][3], change["up"], change["down"]
+    ({'baseline': 2, 'candidate': 3}, {'baseline': 1, 'candidate': 0}, 1, 1)
+    """
+    ids = candidate.table["tx_id"].to_pylist()
+    if baseline.table["tx_id"].to_pylist() != ids:
+        raise BacktestError("the baseline and the candidate did not score the same transactions")
+    keep = first_occurrences(ids)
+    before = [baseline.table["tier"].to_pylist()[i] for i in keep]
+    after = [candidate.table["tier"].to_pylist()[i] for i in keep]
+    return {"transactions": len(keep),
+            "up": sum(a > b for b, a in zip(before, after)), "down": sum(a < b for b, a in zip(before, after)),
+            "tiers": {k: {"baseline": sum(t >= k for t in before), "candidate": sum(t >= k for t in after)}
+                      for k in (1, 2, 3)}}
+
+
+def _num(value, pattern="{:.4f}"):
+    return "n/a" if value is None else pattern.format(value)
+
+
+def format_comparison(baseline: Result, candidate: Result, baseline_hash: str, candidate_hash: str) -> str:
+    """The change in alert volume per tier (and in precision and recall, when labelled)."""
+    change = compare(baseline, candidate)
+    labelled = baseline.metrics is not None and candidate.metrics is not None
+    lines = [f"baseline config {baseline_hash} → candidate config {candidate_hash}, "
+             f"the same {change['transactions']} transactions:"]
+    if labelled:
+        for key, label in (("roc_auc", "ROC AUC"), ("average_precision", "average precision")):
+            lines.append(f"{label:<18} {_num(baseline.metrics[key])} → {_num(candidate.metrics[key])}")
+    lines.append((f"{'alert rule':<18} {'baseline':>8}  {'candidate':>9}  {'change':>8} {'':<7}"
+                  + (f" {'precision':<15}  recall" if labelled else "")).rstrip())
+    names = {1: "watch", 2: "review", 3: "critical"}
+    for k, volume in change["tiers"].items():
+        before, after = volume["baseline"], volume["candidate"]
+        relative = f"({(after - before) / before:+.0%})" if before else ""
+        line = f"tier >= {k} {names[k]:<8} {before:>8}  {after:>9}  {after - before:>+8} {relative:<7}"
+        if labelled:
+            b, c = baseline.metrics["tiers"][k], candidate.metrics["tiers"][k]
+            line += (f" {_num(b['precision']):>6} → {_num(c['precision']):<6}"
+                     f"  {_num(b['recall']):>6} → {_num(c['recall'])}")
+        lines.append(line.rstrip())
+    lines.append(f"tier changed for {change['up'] + change['down']} of {change['transactions']} transactions: "
+                 f"{change['up']} up, {change['down']} down")
+    return "\n".join(lines)
+
+
 def format_metrics(metrics: dict) -> str:
-    def num(value, pattern="{:.4f}"):
-        return "n/a" if value is None else pattern.format(value)
+    num = _num
 
     lines = [f"labelled: {metrics['transactions']} transactions, {metrics['frauds']} fraud "
              f"({num(metrics['frauds'] / metrics['transactions'] if metrics['transactions'] else None, '{:.2%}')})",

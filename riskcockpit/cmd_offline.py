@@ -71,6 +71,9 @@ _FILE = click.Path(exists=True, dir_okay=False)
               help="a scoring config file (format of config/indicators.yaml) instead of the config folder's")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Parquet file of results; rejected rows go to OUT.rejected.jsonl")
+@click.option("--baseline", "baseline_file", type=_FILE,
+              help="also score with this scoring config (e.g. config/indicators.yaml, the live one) and print "
+                   "how alerts per tier change; its rows go to OUT.baseline.parquet")
 @click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, legit: 0/false/no/legit…)")
 @click.option("--feedback-delay", default="7d", show_default=True,
               help="dispositions reach the model this long after the transaction (event time)")
@@ -81,15 +84,25 @@ _FILE = click.Path(exists=True, dir_okay=False)
               help="processes the partitions are spread over; never changes the results [default: CPUs]")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
-def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, partitions, processes, quiet):
+def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, feedback_delay, partitions, processes,
+             quiet):
     """Score a CSV, Parquet or JSON-lines file of transactions with the worker's scoring core.
 
     Transactions are scored in event-time order with per-account state in memory, as a worker
     over --partitions partitions would: one set of models per partition. With --labels, each
     label is fed back as an analyst's disposition --feedback-delay after its transaction, and
-    ROC AUC, average precision and precision / recall per tier are printed.
+    ROC AUC, average precision and precision / recall per tier are printed. With --baseline,
+    the file is scored with that config too, and the change in alerts per tier is printed: try a
+    change of thresholds, weights or rules on history before it goes live.
     """
-    from riskcockpit.backtest import BacktestError, Scorer, format_metrics, progress_bar, run_backtest
+    from riskcockpit.backtest import (
+        BacktestError,
+        Scorer,
+        format_comparison,
+        format_metrics,
+        progress_bar,
+        run_backtest,
+    )
     from riskcockpit.backtest_stages import available_cpus
     from indicators.base import parse_duration_ms
 
@@ -98,6 +111,7 @@ def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--feedback-delay") from None
     config = _scoring_config(obj, config_file)
+    baseline = _scoring_config(obj, baseline_file) if baseline_file else None
     partitions = partitions or _settings(obj).kafka.partitions
     processes = min(processes or available_cpus(), partitions)
     loaded = _load(file, mapping_file, labels)
@@ -119,6 +133,16 @@ def backtest(obj, file, mapping_file, config_file, out, labels, feedback_delay, 
     if result.metrics is not None:
         click.echo(f"{result.fed_back} dispositions fed back (delay {feedback_delay})")
         click.echo(format_metrics(result.metrics))
+    if baseline is not None:
+        base_scorer, base_out = Scorer(baseline), Path(out).with_suffix(".baseline.parquet")
+        try:
+            with progress_bar(len(loaded.items), f"baseline {baseline_file}", enabled=not quiet) as progress:
+                base = run_backtest(loaded, base_scorer, base_out, feedback_delay, progress, partitions, processes,
+                                    write_rejects=False)
+            click.echo(f"\nbaseline {baseline_file} ({base_scorer.config_hash}) → {base_out}")
+            click.echo(format_comparison(base, result, base_scorer.config_hash, scorer.config_hash))
+        except BacktestError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @click.command()

@@ -157,6 +157,39 @@ def test_false_positives_give_the_hand_computed_auc_ap_and_precision(tmp_path, t
     assert "tier >= 2 review        25  12.50%     0.8000  1.0000" in result.output
 
 
+def test_baseline_shows_the_change_in_alerts_per_tier_with_its_rows_beside(tmp_path):
+    rows = labelled_rows(legit_large=5)
+    data, mapping = write_csv(tmp_path / "tx.csv", rows), write_yaml(tmp_path / "map.yaml", MAPPING)
+    live = write_yaml(tmp_path / "live.yaml", tiny_config())  # the 25 large amounts score 60: tier 2
+    candidate = write_yaml(tmp_path / "candidate.yaml", tiny_config(weight=80))  # 80: tier 3
+    out = tmp_path / "o.parquet"
+    result = run_cli(backtest, [data, "--mapping", mapping, "--config", candidate, "--baseline", live, "--out", out,
+                                "--labels", "is_fraud", "--quiet"])
+    assert result.exit_code == 0, result.output
+    live_hash, candidate_hash = (ScoringConfig.model_validate(tiny_config(w)).hash for w in (60, 80))
+    assert f"baseline config {live_hash} → candidate config {candidate_hash}, the same 200 transactions:" \
+        in result.output
+    # 20 frauds and 5 legitimate rows alert in both; the candidate makes them critical.
+    assert "tier >= 1 watch          25         25        +0 (+0%)   0.8000 → 0.8000  1.0000 → 1.0000" in result.output
+    assert "tier >= 3 critical        0         25       +25            n/a → 0.8000  0.0000 → 1.0000" in result.output
+    assert "tier changed for 25 of 200 transactions: 25 up, 0 down" in result.output
+    base = pq.read_table(tmp_path / "o.baseline.parquet")
+    assert set(base["config_hash"].to_pylist()) == {live_hash} and base["tier"].to_pylist().count(2) == 25
+    assert set(pq.read_table(out)["config_hash"].to_pylist()) == {candidate_hash}
+
+    # without labels: the volumes only
+    unlabelled = run_cli(backtest, [data, "--mapping", mapping, "--config", live, "--baseline", candidate,
+                                    "--out", out, "--quiet"])
+    assert unlabelled.exit_code == 0, unlabelled.output
+    assert "precision" not in unlabelled.output
+    assert "tier >= 3 critical       25          0       -25 (-100%)" in unlabelled.output
+    assert "tier changed for 25 of 200 transactions: 0 up, 25 down" in unlabelled.output
+
+    bad = write_yaml(tmp_path / "bad-baseline.yaml", {"indicators": {"large_amount": {"weight": 500}}})
+    refused = run_cli(backtest, [data, "--mapping", mapping, "--baseline", bad, "--out", out, "--quiet"])
+    assert refused.exit_code == 1 and "bad-baseline.yaml: indicators.large_amount.weight" in refused.output
+
+
 def test_evaluate_matches_a_hand_computed_case():
     labels = [True, False, True, False, False, True]
     scores = [90, 80, 70, 70, 10, 0]
