@@ -78,6 +78,17 @@ class AnomalyParams(_Config):
     hit_percentile: float = Field(0.995, gt=0.5, lt=1, description="hit at or above this percentile")
     seed: int = 42
 
+    def points(self, percentile: float) -> float:
+        """The ensemble's points at ``percentile``: none below the hit percentile, half the
+        weight at it, the full weight at the very top.
+
+        >>> AnomalyParams().points(0.99), AnomalyParams().points(0.995), AnomalyParams().points(1.0)
+        (0.0, 12.5, 25.0)
+        """
+        if percentile < self.hit_percentile:
+            return 0.0
+        return self.weight * min(1.0, 0.5 + (percentile - self.hit_percentile) / (1 - self.hit_percentile))
+
 
 class SupervisedParams(_Config):
     enabled: bool = True
@@ -86,6 +97,10 @@ class SupervisedParams(_Config):
     learning_rate: float = Field(0.1, gt=0, le=1, description="AdaGrad's base step size")
     fraud_weight: float = Field(5.0, gt=0, description="confirmed frauds count this much more than false positives")
     hit_probability: float = Field(0.5, gt=0, lt=1, description="listed as a reason from this probability")
+
+    def points(self, probability: float) -> float:
+        """The supervised model's points: its weight times the fraud probability, hit or not."""
+        return self.weight * probability
 
 
 class ModelParams(_Config):
@@ -215,10 +230,9 @@ class ModelSet:
             return Signal("anomaly_model", None, False, f"warming up ({self.seen}/{a.warmup})"), 0.0
         if value < a.hit_percentile:  # a miss adds no points, so its reason is never shown
             return Signal("anomaly_model", value, False, NO_HIT), 0.0
-        strength = min(1.0, 0.5 + (value - a.hit_percentile) / (1 - a.hit_percentile))
         detail = ", ".join(f"{k} {v:.1%}" for k, v in out["detectors"].items())
         return Signal("anomaly_model", value, True, f"stranger than {value:.1%} of recent transactions ({detail})"), \
-            a.weight * strength
+            a.points(value)
 
     def supervised_signal(self, out: dict) -> tuple[Signal, float]:
         p = out["fraud_probability"]
@@ -226,7 +240,7 @@ class ModelSet:
         if p is None:
             return Signal("fraud_model", None, False, f"learning from dispositions {self.labels}"), 0.0
         return Signal("fraud_model", p, p >= s.hit_probability,
-                      f"{p:.0%} like confirmed frauds (from {sum(self.labels.values())} dispositions)"), s.weight * p
+                      f"{p:.0%} like confirmed frauds (from {sum(self.labels.values())} dispositions)"), s.points(p)
 
     def due_for_checkpoint(self) -> bool:
         return self.since_checkpoint >= self.params.checkpoint_every

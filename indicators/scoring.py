@@ -141,6 +141,63 @@ def load_scoring_config(config_dir: Path) -> ScoringConfig:
         raise ConfigError(describe_errors(str(path), exc.errors())) from None
 
 
+def combine(points) -> float:
+    """Contributions as independent evidence: ``100 · (1 − Π(1 − pᵢ/100))``, as stored.
+
+    Multiplied in ascending order, so the same points give the same score whatever order they
+    come in: 35, 30, 10 and 10 points give 63.145 before rounding, and in another order the
+    product's last bit flipped the rounding to 63.14 (an auditor's recomputation differed).
+
+    >>> combine([40, 40]), combine([]), combine([100, 5]), combine([35, 30, 10, 10]) == combine([10, 30, 10, 35])
+    (64.0, 0.0, 100.0, True)
+    """
+    remaining = 1.0
+    for p in sorted(points):
+        remaining *= 1 - p / 100
+    return round(100 * (1 - remaining), 2)
+
+
+def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int]:
+    """The score and tier of a stored decision from its reasons alone, with the config it names.
+
+    Each reason's points come from the config, not from the record: an indicator's hit adds its
+    weight, the models' points follow from their stored outputs (percentile, probability), and
+    a hard rule raises the tier. A record whose stored score or tier differs from this was not
+    produced by that config, or was altered. ``reasons`` may be the stored JSON text.
+
+    >>> config = ScoringConfig.model_validate({"indicators": {"large_amount": {"weight": 40}}})
+    >>> record = {"config_hash": config.hash, "reasons": [
+    ...     {"indicator": "large_amount", "value": 5000.0}, {"indicator": "fraud_model", "value": 0.5}]}
+    >>> recompute(record, config)
+    (52.0, 1)
+    """
+    if record["config_hash"] != config.hash:
+        raise ValueError(f"the record was scored with config {record['config_hash']}, not {config.hash}")
+    reasons = record["reasons"]
+    if isinstance(reasons, str):
+        reasons = json.loads(reasons)
+    rules = {rule.name: rule for rule in config.rules}
+    models = config.models
+    points, floor = [], 0
+    for reason in reasons:
+        name = reason["indicator"]
+        if name.startswith("rule:"):
+            rule = rules.get(name.removeprefix("rule:"))
+            if rule is None:
+                raise ValueError(f"reason {name!r} is not a rule of config {config.hash}")
+            floor = max(floor, rule.min_tier)
+        elif name == "anomaly_model":
+            points.append(models.anomaly.points(reason["value"]))
+        elif name == "fraud_model":
+            points.append(models.supervised.points(reason["value"]))
+        elif name in config.indicators:
+            points.append(config.indicators[name].weight)
+        else:
+            raise ValueError(f"reason {name!r} is not an indicator of config {config.hash}")
+    score = combine(points)
+    return score, max(config.tiers.tier(score), floor)
+
+
 class Scorer:
     """Scores transactions of one worker (or one backtest).
 
@@ -214,10 +271,7 @@ class Scorer:
         models = self.model_set(source[0])
         out = models.score_one(x)
         contributions += [models.anomaly_signal(out), models.supervised_signal(out)]
-        remaining = 1.0
-        for _, points in contributions:
-            remaining *= 1 - points / 100
-        score = round(100 * (1 - remaining), 2)
+        score = combine(points for _, points in contributions)
         record = self._record(tx, score, contributions, out, source)
         hits = {sig.name for sig, _ in contributions if sig.hit}
         for rule in self.config.rules:

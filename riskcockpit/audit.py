@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -54,12 +55,36 @@ def _through_cockpit(settings, kind, since, until, tier, account, limit) -> list
     return response.json()
 
 
-def render(rows: list[dict[str, Any]], kind: str, fmt: str) -> str:
+# Kinds whose rows are decisions: score, tier, reasons and the config they were made with.
+VERIFIABLE = ("alerts", "scores")
+
+
+def verify(rows: list[dict[str, Any]], config) -> Counter:
+    """Recompute each decision from its stored reasons with ``config`` (a ``ScoringConfig``), as
+    an auditor would: sets ``recomputed`` on each row to ``ok``, ``differs: …`` or ``scored with
+    config …`` (another config than the one at hand), and returns how many of each."""
+    from indicators.scoring import recompute
+
+    tally: Counter = Counter()
+    for row in rows:
+        if row["config_hash"] != config.hash:
+            row["recomputed"] = f"scored with config {row['config_hash']}"
+            tally["other config"] += 1
+            continue
+        score, tier = recompute(row, config)
+        # The store keeps the score as Float32: two decimals, as scored, survive it.
+        same = (score, tier) == (round(float(row["score"]), 2), int(row["tier"]))
+        row["recomputed"] = "ok" if same else f"differs: score {score}, tier {tier}"
+        tally["ok" if same else "differs"] += 1
+    return tally
+
+
+def render(rows: list[dict[str, Any]], kind: str, fmt: str, extra: tuple[str, ...] = ()) -> str:
     plain = [{k: queries.json_safe(v) for k, v in row.items()} for row in rows]
     if fmt == "json":
         return json.dumps(plain, ensure_ascii=False, indent=None)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(queries.AUDIT_COLUMNS[kind]), extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=[*queries.AUDIT_COLUMNS[kind], *extra], extrasaction="ignore")
     writer.writeheader()
     writer.writerows(plain)
     return out.getvalue()

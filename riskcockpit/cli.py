@@ -228,20 +228,43 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
 @click.option("--account", help="only this account (alerts, scores)")
 @click.option("--limit", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--verify", is_flag=True,
+              help="alerts, scores: recompute each decision from its stored reasons with the scoring config and "
+                   "add a `recomputed` column (ok / differs / scored with another config); exit 1 if any differs")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="with --verify: the scoring config file to verify against [default: the config folder's]")
 @click.pass_obj
-def audit(obj: Context, kind, since, until, tier, account, limit, fmt):
+def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, config_file):
     """Print the history of decisions (alerts, scores), rejected records (dlq), people's actions,
     webhook delivery attempts (deliveries) or silence changes (silences)."""
-    from riskcockpit.audit import Unreachable, fetch, render
+    from riskcockpit.audit import VERIFIABLE, Unreachable, fetch, render
+    from riskcockpit.audit import verify as verify_rows
 
+    if (verify or config_file) and kind not in VERIFIABLE:
+        raise click.UsageError(f"--verify and --config apply to {' and '.join(VERIFIABLE)}, not {kind}")
+    if config_file and not verify:
+        raise click.UsageError("--config needs --verify")
     settings = obj.settings()
+    if verify:
+        from riskcockpit.cmd_offline import scoring_config
+
+        config = scoring_config(obj, config_file)
     try:
         rows = fetch(settings, kind, _parse_time(since), _parse_time(until), tier, account, limit)
     except Unreachable as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(render(rows, kind, fmt))
+    if not verify:
+        click.echo(render(rows, kind, fmt))
+        return
+    tally = verify_rows(rows, config)
+    click.echo(render(rows, kind, fmt, extra=("recomputed",)))
+    click.echo(f"verified {len(rows)} decisions against config {config.hash}: {tally['ok']} recompute to the "
+               f"stored score and tier, {tally['differs']} differ, {tally['other config']} were scored with "
+               "another config", err=True)
+    if tally["differs"]:
+        raise SystemExit(1)
 
 
 from alerting.cli import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)

@@ -32,7 +32,8 @@ def _settings(obj):
         raise click.ClickException(f"configuration error:\n{exc}") from None
 
 
-def _scoring_config(obj, config_file: str | None):
+def scoring_config(obj, config_file: str | None):
+    """``config_file`` if given, else the config folder's ``indicators.yaml``; errors name the file."""
     from indicators.scoring import load_scoring_config
     from riskcockpit.backtest import BacktestError, load_config_file
 
@@ -110,8 +111,8 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, f
         parse_duration_ms(feedback_delay)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--feedback-delay") from None
-    config = _scoring_config(obj, config_file)
-    baseline = _scoring_config(obj, baseline_file) if baseline_file else None
+    config = scoring_config(obj, config_file)
+    baseline = scoring_config(obj, baseline_file) if baseline_file else None
     partitions = partitions or _settings(obj).kafka.partitions
     processes = min(processes or available_cpus(), partitions)
     loaded = _load(file, mapping_file, labels)

@@ -86,6 +86,11 @@ def test_generated_frauds_reach_the_cockpit_in_all_three_tiers_and_the_audit(run
     assert audit.returncode == 0, audit.stderr[-2000:]
     alerts = json.loads(audit.stdout)
     assert alerts and {a["tier"] for a in alerts} == {3}
+    # Each stored decision recomputes from its reasons and the config it names.
+    verified = cli(env, "audit", "alerts", "--verify", "--format", "json")
+    assert verified.returncode == 0, [a for a in json.loads(verified.stdout) if a["recomputed"] != "ok"]
+    assert {a["recomputed"] for a in json.loads(verified.stdout)} == {"ok"}
+    assert " 0 differ, 0 were scored with another config" in verified.stderr
 
     # A line as kcat sends it: only the required fields, no key.
     tx_id = f"kcat-{uuid.uuid4().hex[:8]}"

@@ -21,6 +21,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from conftest import wait_for
+from indicators.scoring import load_scoring_config, recompute
 from riskcockpit.broker import ensure_topics
 from riskcockpit.settings import load_settings
 from store.client import connect
@@ -120,6 +121,14 @@ def test_valid_records_scored_once_and_malformed_ones_in_the_dlq(stack):
         assert fragment in reason, reason
         if fragment not in ("not UTF-8",):
             assert raw_bytes == payload
+
+    # An auditor's check, from the store alone: each stored decision recomputes from its reasons
+    # and the config it names (the score column is Float32, hence the rounding).
+    config = load_scoring_config(stack.settings.config_dir)
+    stored = stack.client.query(f"SELECT reasons, config_hash, score, tier FROM {stack.db}.scores FINAL").result_rows
+    assert len(stored) == expected_scores and any(tier for *_, tier in stored)
+    for reasons, config_hash, score, tier in stored:
+        assert recompute({"reasons": reasons, "config_hash": config_hash}, config) == (round(score, 2), tier), reasons
 
 
 def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):

@@ -1,12 +1,13 @@
 """The scoring core: combination of evidence, tiers, redelivery, and the generator's frauds."""
 
+import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import pytest
 
 from indicators.base import tx_at
-from indicators.scoring import ScoringConfig, Scorer, load_scoring_config
+from indicators.scoring import ScoringConfig, Scorer, load_scoring_config, recompute
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
 from streams.contract import Transaction
 from streams.generator import SyntheticStream
@@ -111,3 +112,32 @@ def test_hard_rule_raises_the_tier_and_says_why():
 def test_bad_rules_are_refused(rule, message):
     with pytest.raises(ValueError, match=message):
         ScoringConfig.model_validate({"indicators": {"large_amount": {"weight": 10}}, "rules": [rule]})
+
+
+def test_every_decision_recomputes_from_its_stored_reasons_and_the_config_it_names():
+    config = load_scoring_config(DEFAULT_CONFIG_DIR)
+    scorer, states = Scorer(config), defaultdict(dict)
+    txs = [Transaction.model_validate(r) for r in SyntheticStream(
+        seed=9, accounts=2_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.05).take(6_000)]
+    txs += [tx_at(60 * 24 * 310 + i, 20.0, tx_id=f"kp-{i}", country="KP") for i in range(3)]  # a hard rule
+    kinds, alerted = Counter(), []
+    for tx in txs:
+        record = scorer.score_offline(tx, states)
+        if record["tier"]:
+            scorer.feedback(record, bool(record["scenario"]))  # dispositions, so the supervised model speaks
+        stored = json.loads(json.dumps(record))  # what risk.scores and the store keep
+        assert recompute(stored, config) == (stored["score"], stored["tier"]), stored["reasons"]
+        kinds.update({r["indicator"].split(":")[0] for r in stored["reasons"]})
+        if stored["tier"] and not stored["reasons"][0]["indicator"].startswith("rule:"):
+            alerted.append(stored)
+    assert kinds["anomaly_model"] and kinds["fraud_model"] and kinds["rule"] and kinds["large_amount"], kinds
+
+    # Another config, an altered record or an unknown reason does not give the stored answer.
+    record = alerted[-1]
+    heavier = config.model_copy(update={"indicators": {**config.indicators, "large_amount": config.indicators[
+        "large_amount"].model_copy(update={"weight": 90})}})
+    with pytest.raises(ValueError, match=f"scored with config {config.hash}, not {heavier.hash}"):
+        recompute(record, heavier)
+    assert recompute({**record, "reasons": record["reasons"][1:]}, config)[0] < record["score"]
+    with pytest.raises(ValueError, match="'no_such_indicator' is not an indicator"):
+        recompute({**record, "reasons": [{"indicator": "no_such_indicator", "value": 1}]}, config)

@@ -1,0 +1,48 @@
+"""The auditor's check of stored decisions: ``riskcockpit audit … --verify``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from indicators.base import tx_at
+from indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.audit import render, verify
+from riskcockpit.cli import Context, audit
+
+CONFIG = ScoringConfig.model_validate({
+    "indicators": {"large_amount": {"weight": 40, "params": {"threshold": 1000}},
+                   "round_amount": {"weight": 17}},
+    "rules": [{"name": "sanctioned_country", "field": "country", "values": ["KP"], "min_tier": 3}],
+    "models": {"anomaly": {"enabled": False}, "supervised": {"enabled": False}}})
+
+
+def stored(record: dict) -> dict:
+    """A decision as the store returns it: reasons as JSON text, the score as Float32."""
+    return {**record, "reasons": json.dumps(record["reasons"]), "score": float(np.float32(record["score"]))}
+
+
+def test_verify_marks_each_decision_ok_differing_or_of_another_config():
+    scorer = Scorer(CONFIG)
+    rows = [stored(scorer.score(tx_at(m, amount, **extra), {})) for m, amount, extra in
+            [(0, 5000.0, {}), (1, 2345.67, {}), (2, 20.0, {"country": "KP"}), (3, 12.5, {})]]
+    assert [(r["tier"], len(r["reasons"]) > 2) for r in rows] == [(1, True), (1, True), (3, True), (0, False)]
+    assert rows[0]["score"] != 50.2  # 40 and 17 points: 50.2, which Float32 does not keep exactly
+    edited = dict(rows[0], tier=3)  # a decision altered after the fact
+    other = dict(rows[3], config_hash="0123456789ab")
+    tally = verify([*rows, edited, other], CONFIG)
+    assert [r["recomputed"] for r in rows] == ["ok"] * 4
+    assert edited["recomputed"] == "differs: score 50.2, tier 1"
+    assert other["recomputed"] == "scored with config 0123456789ab"
+    assert tally == {"ok": 4, "differs": 1, "other config": 1}
+    assert render([edited], "scores", "csv", extra=("recomputed",)).splitlines()[0].endswith(",scored_at,recomputed")
+
+
+def test_verify_applies_to_decisions_only_and_config_needs_it():
+    runner = CliRunner()
+    dlq = runner.invoke(audit, ["dlq", "--verify"], obj=Context(None, {}))
+    assert dlq.exit_code == 2 and "--verify and --config apply to alerts and scores, not dlq" in dlq.output
+    alone = runner.invoke(audit, ["scores", "--config", __file__], obj=Context(None, {}))
+    assert alone.exit_code == 2 and "--config needs --verify" in alone.output
