@@ -59,17 +59,39 @@ def _through_cockpit(settings, kind, since, until, tier, account, limit) -> list
 VERIFIABLE = ("alerts", "scores")
 
 
-def verify(rows: list[dict[str, Any]], config) -> Counter:
-    """Recompute each decision from its stored reasons with ``config`` (a ``ScoringConfig``), as
-    an auditor would: sets ``recomputed`` on each row to ``ok``, ``differs: …`` or ``scored with
-    config …`` (another config than the one at hand), and returns how many of each."""
+def stored_configs(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``configs`` audit rows as scoring configs by hash, and why any cannot be used (it no
+    longer validates against this version's indicators, or its content hashes otherwise)."""
+    from pydantic import ValidationError
+
+    from indicators.scoring import ScoringConfig
+
+    usable, unusable = {}, {}
+    for row in rows:
+        try:
+            config = ScoringConfig.model_validate(json.loads(row["config"]))
+        except (ValueError, ValidationError) as exc:
+            unusable[row["config_hash"]] = f"stored config {row['config_hash']} does not load: {exc}".splitlines()[0]
+            continue
+        if config.hash != row["config_hash"]:
+            unusable[row["config_hash"]] = f"stored config {row['config_hash']} hashes to {config.hash}"
+        else:
+            usable[config.hash] = config
+    return usable, unusable
+
+
+def verify(rows: list[dict[str, Any]], configs: dict[str, Any], unusable: dict[str, str] | None = None) -> Counter:
+    """Recompute each decision from its stored reasons with the config it names (``configs``:
+    ``ScoringConfig`` by hash), as an auditor would: sets ``recomputed`` on each row to ``ok``,
+    ``differs: …`` or why its config is not at hand, and returns how many of each."""
     from indicators.scoring import recompute
 
     tally: Counter = Counter()
     for row in rows:
-        if row["config_hash"] != config.hash:
-            row["recomputed"] = f"scored with config {row['config_hash']}"
-            tally["other config"] += 1
+        config = configs.get(row["config_hash"])
+        if config is None:
+            row["recomputed"] = (unusable or {}).get(row["config_hash"]) or f"config {row['config_hash']} not at hand"
+            tally["no config"] += 1
             continue
         score, tier = recompute(row, config)
         # The store keeps the score as Float32: two decimals, as scored, survive it.

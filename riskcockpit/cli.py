@@ -221,7 +221,7 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["alerts", "scores", "dlq", "actions", "deliveries", "silences"]))
+@click.argument("kind", type=click.Choice(["alerts", "scores", "dlq", "actions", "deliveries", "silences", "configs"]))
 @click.option("--since", help="from this time (ISO-8601 or epoch ms), inclusive")
 @click.option("--until", help="to this time, exclusive")
 @click.option("--tier", type=click.IntRange(0, 3), help="only this tier (alerts, scores)")
@@ -229,15 +229,18 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
 @click.option("--limit", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
 @click.option("--verify", is_flag=True,
-              help="alerts, scores: recompute each decision from its stored reasons with the scoring config and "
-                   "add a `recomputed` column (ok / differs / scored with another config); exit 1 if any differs")
+              help="alerts, scores: recompute each decision from its stored reasons with the config it names "
+                   "(stored in `configs` by the worker that ran it, or the one at hand) and add a `recomputed` "
+                   "column (ok / differs / no config); exit 1 if any differs")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="with --verify: the scoring config file to verify against [default: the config folder's]")
+              help="with --verify: a scoring config file at hand besides the stored ones [default: the config "
+                   "folder's]")
 @click.pass_obj
 def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, config_file):
     """Print the history of decisions (alerts, scores), rejected records (dlq), people's actions,
-    webhook delivery attempts (deliveries) or silence changes (silences)."""
-    from riskcockpit.audit import VERIFIABLE, Unreachable, fetch, render
+    webhook delivery attempts (deliveries), silence changes (silences) or the scoring configs
+    workers ran (configs)."""
+    from riskcockpit.audit import VERIFIABLE, Unreachable, fetch, render, stored_configs
     from riskcockpit.audit import verify as verify_rows
 
     if (verify or config_file) and kind not in VERIFIABLE:
@@ -251,6 +254,8 @@ def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, c
         config = scoring_config(obj, config_file)
     try:
         rows = fetch(settings, kind, _parse_time(since), _parse_time(until), tier, account, limit)
+        if verify:
+            usable, unusable = stored_configs(fetch(settings, "configs", None, None, None, None, limit))
     except Unreachable as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
@@ -258,11 +263,11 @@ def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, c
     if not verify:
         click.echo(render(rows, kind, fmt))
         return
-    tally = verify_rows(rows, config)
+    tally = verify_rows(rows, {**usable, config.hash: config}, unusable)
     click.echo(render(rows, kind, fmt, extra=("recomputed",)))
-    click.echo(f"verified {len(rows)} decisions against config {config.hash}: {tally['ok']} recompute to the "
-               f"stored score and tier, {tally['differs']} differ, {tally['other config']} were scored with "
-               "another config", err=True)
+    click.echo(f"verified {len(rows)} decisions: {tally['ok']} recompute to the stored score and tier, "
+               f"{tally['differs']} differ, {tally['no config']} name a config neither stored nor at hand "
+               f"({len(usable)} stored, {config.hash} at hand)", err=True)
     if tally["differs"]:
         raise SystemExit(1)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
-Kind = Literal["alerts", "scores", "dlq", "actions", "deliveries", "silences"]
+Kind = Literal["alerts", "scores", "dlq", "actions", "deliveries", "silences", "configs"]
 
 # Columns each audit kind returns, in order; the audit CSV header is this list.
 AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -29,11 +29,12 @@ AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
     "deliveries": ("attempt_id", "notification_id", "receiver", "receiver_type", "kind", "group_key", "attempt",
                    "status_code", "latency_ms", "error", "outcome", "alert_ids", "attempted_at"),
 }
+AUDIT_COLUMNS["configs"] = ("config_hash", "config", "source", "published_at")
 # The time column each kind is filtered and ordered by.
 AUDIT_COLUMNS["silences"] = ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at",
                               "created_by", "comment", "changed_by", "changed_at")
 TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at", "deliveries": "attempted_at",
-               "silences": "changed_at"}
+               "silences": "changed_at", "configs": "published_at"}
 
 
 def json_safe(value: Any) -> Any:

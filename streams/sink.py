@@ -18,7 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
-from riskcockpit.broker import subscribe
+from riskcockpit.broker import ensure_topics, subscribe
 from riskcockpit.settings import Settings
 from store.migrate import migrate
 from streams import topics
@@ -38,8 +38,9 @@ SILENCE_COLUMNS = ("event_id", "silence_id", "version", "event", "matchers", "st
                    "comment", "changed_by", "changed_at", "change_comment")
 DELIVERY_COLUMNS = ("attempt_id", "notification_id", "receiver", "receiver_type", "kind", "group_key", "attempt",
                     "status_code", "latency_ms", "error", "outcome", "alert_ids", "attempted_at")
+CONFIG_COLUMNS = ("config_hash", "config", "source", "published_at")
 TABLES = {"scores": SCORE_COLUMNS, "alerts": ALERT_COLUMNS, "dlq": DLQ_COLUMNS, "actions": ACTION_COLUMNS,
-          "silences": SILENCE_COLUMNS, "deliveries": DELIVERY_COLUMNS}
+          "silences": SILENCE_COLUMNS, "deliveries": DELIVERY_COLUMNS, "configs": CONFIG_COLUMNS}
 
 
 def _time(value: str) -> datetime:
@@ -102,6 +103,10 @@ def rows_by_table(messages) -> dict[str, list[list[Any]]]:
                 rows["silences"].append(_silence_row(json.loads(message.value)))
             elif message.topic == topics.DELIVERIES:
                 rows["deliveries"].append(_delivery_row(json.loads(message.value)))
+            elif message.topic == topics.CONFIGS:
+                record = json.loads(message.value)
+                rows["configs"].append([record["config_hash"], json.dumps(record["config"], sort_keys=True),
+                                        record["source"], _time(record["published_at"])])
         except (ValueError, KeyError, TypeError) as exc:
             # Never drop what we cannot read: keep its bytes where the DLQ audit finds them.
             rows["dlq"].append([message.topic, message.partition, message.offset,
@@ -143,6 +148,10 @@ class Sink:
 
     def _consume(self) -> None:
         s = self.settings.sink
+        # Made compacted here too: subscribing to a topic no worker has made yet would have the
+        # broker create it with the default cleanup policy.
+        ensure_topics(self.settings.kafka.servers, self.settings.kafka.partitions, (topics.CONFIGS,),
+                      configs={"cleanup.policy": "compact"})
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka.servers,
             group_id=s.group_id,

@@ -14,6 +14,7 @@
 | risk.notifications.dlq | receiver + group | job that never got through, with the last error | delivery loop | people |
 | risk.deliveries | notification_id | one delivery attempt | delivery loop | sink |
 | risk.dispositions | account_id | {tx_id, account_id, label, features?, tx?}: what the models and indicators learn | cockpit, replayed labels | worker |
+| risk.configs | config_hash | a scoring config a worker runs (compacted) | worker, at start | sink |
 """
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -29,13 +30,14 @@ NOTIFICATIONS = "risk.notifications"
 NOTIFICATIONS_DLQ = "risk.notifications.dlq"
 DELIVERIES = "risk.deliveries"
 DISPOSITIONS = "risk.dispositions"
+CONFIGS = "risk.configs"
 
 # The stage of indicators kept per merchant, device or counterparty reads its own re-keyed topic.
 BY_ENTITY = {entity: f"transactions.by_{entity}" for entity in ("merchant", "device", "counterparty")}
 
 ALL = (TRANSACTIONS, REPARTITION, DLQ, SCORES, ALERTS, ACTIONS, DISPOSITIONS, *BY_ENTITY.values())
 # What the sink copies into ClickHouse.
-SINK_TOPICS = (SCORES, ALERTS, DLQ, ACTIONS, SILENCES, DELIVERIES)
+SINK_TOPICS = (SCORES, ALERTS, DLQ, ACTIONS, SILENCES, DELIVERIES, CONFIGS)
 # The notifier's topics; it creates them itself (risk.silences compacted), see alerting.bus.
 ALERTING = (SILENCES, NOTIFICATIONS, NOTIFICATIONS_DLQ, DELIVERIES)
 

@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import faust
 import orjson
@@ -50,7 +51,7 @@ from faust.serializers import codecs
 
 from indicators.base import ENTITY_FIELDS, Signal
 from indicators.models import ModelSet
-from indicators.scoring import Scorer, load_scoring_config
+from indicators.scoring import SCORING_FILE, Scorer, ScoringConfig, load_scoring_config
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import Settings
 from streams import topics
@@ -320,8 +321,25 @@ def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
 
     ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
     ensure_topics(settings.kafka.servers, settings.kafka.partitions,
-                  tuple(table.changelog_topic.get_topic_name() for table in app.tables.values()),
+                  (topics.CONFIGS, *(table.changelog_topic.get_topic_name() for table in app.tables.values())),
                   configs={"cleanup.policy": "compact"})
+
+
+def publish_config(settings: Settings, config: ScoringConfig) -> None:
+    """The scoring config this worker runs, to ``risk.configs`` keyed by its hash: the store then
+    keeps every config a decision names, and ``audit … --verify`` recomputes with it years later."""
+    from datetime import UTC, datetime
+
+    from kafka import KafkaProducer
+
+    record = {"config_hash": config.hash, "config": config.model_dump(mode="json"),
+              "source": str(Path(settings.config_dir, SCORING_FILE).resolve()),
+              "published_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
+    try:
+        producer.send(topics.CONFIGS, key=config.hash.encode(), value=orjson.dumps(record)).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
 
 
 def run(settings: Settings, loglevel: str = "info") -> None:
@@ -329,6 +347,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = create_app(settings)
     ensure_worker_topics(settings, app)
+    publish_config(settings, app.scorer.config)
     tune_gc()
     # Faust's consumer runs in a thread of its own and hands fetched records to this one; while
     # a batch is scored, each handover waited up to the switch interval (5 ms by default) for

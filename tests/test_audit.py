@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from indicators.base import tx_at
 from indicators.scoring import Scorer, ScoringConfig
-from riskcockpit.audit import render, verify
+from riskcockpit.audit import render, stored_configs, verify
 from riskcockpit.cli import Context, audit
 
 CONFIG = ScoringConfig.model_validate({
@@ -32,12 +32,25 @@ def test_verify_marks_each_decision_ok_differing_or_of_another_config():
     assert rows[0]["score"] != 50.2  # 40 and 17 points: 50.2, which Float32 does not keep exactly
     edited = dict(rows[0], tier=3)  # a decision altered after the fact
     other = dict(rows[3], config_hash="0123456789ab")
-    tally = verify([*rows, edited, other], CONFIG)
+    tally = verify([*rows, edited, other], {CONFIG.hash: CONFIG})
     assert [r["recomputed"] for r in rows] == ["ok"] * 4
     assert edited["recomputed"] == "differs: score 50.2, tier 1"
-    assert other["recomputed"] == "scored with config 0123456789ab"
-    assert tally == {"ok": 4, "differs": 1, "other config": 1}
+    assert other["recomputed"] == "config 0123456789ab not at hand"
+    assert tally == {"ok": 4, "differs": 1, "no config": 1}
     assert render([edited], "scores", "csv", extra=("recomputed",)).splitlines()[0].endswith(",scored_at,recomputed")
+
+
+def test_stored_configs_load_by_hash_and_say_why_one_cannot_be_used():
+    as_stored = {"config_hash": CONFIG.hash, "config": json.dumps(CONFIG.model_dump(mode="json"), sort_keys=True)}
+    tampered = {"config_hash": "0123456789ab", "config": as_stored["config"]}
+    retired = {"config_hash": "ba9876543210", "config": json.dumps({"indicators": {"retired_indicator": {"weight": 5}}})}
+    usable, unusable = stored_configs([as_stored, tampered, retired])
+    assert usable == {CONFIG.hash: CONFIG}
+    assert unusable["0123456789ab"] == f"stored config 0123456789ab hashes to {CONFIG.hash}"
+    assert unusable["ba9876543210"].startswith("stored config ba9876543210 does not load")
+    row = stored(Scorer(CONFIG).score(tx_at(0, 5000.0), {})) | {"config_hash": "ba9876543210"}
+    verify([row], usable, unusable)
+    assert row["recomputed"] == unusable["ba9876543210"]
 
 
 def test_verify_applies_to_decisions_only_and_config_needs_it():

@@ -90,7 +90,9 @@ def test_generated_frauds_reach_the_cockpit_in_all_three_tiers_and_the_audit(run
     verified = cli(env, "audit", "alerts", "--verify", "--format", "json")
     assert verified.returncode == 0, [a for a in json.loads(verified.stdout) if a["recomputed"] != "ok"]
     assert {a["recomputed"] for a in json.loads(verified.stdout)} == {"ok"}
-    assert " 0 differ, 0 were scored with another config" in verified.stderr
+    assert " 0 differ, 0 name a config neither stored nor at hand (1 stored," in verified.stderr
+    [config] = json.loads(cli(env, "audit", "configs").stdout)  # the one the worker published
+    assert {a["config_hash"] for a in json.loads(verified.stdout)} == {config["config_hash"]}
 
     # A line as kcat sends it: only the required fields, no key.
     tx_id = f"kcat-{uuid.uuid4().hex[:8]}"

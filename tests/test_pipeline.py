@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from conftest import wait_for
-from indicators.scoring import load_scoring_config, recompute
+from indicators.scoring import ScoringConfig, load_scoring_config, recompute
 from riskcockpit.broker import ensure_topics
 from riskcockpit.settings import load_settings
 from store.client import connect
@@ -129,6 +129,9 @@ def test_valid_records_scored_once_and_malformed_ones_in_the_dlq(stack):
     assert len(stored) == expected_scores and any(tier for *_, tier in stored)
     for reasons, config_hash, score, tier in stored:
         assert recompute({"reasons": reasons, "config_hash": config_hash}, config) == (round(score, 2), tier), reasons
+    # The worker published the config it ran; the store keeps it by its hash.
+    [(config_hash, text)] = stack.client.query(f"SELECT config_hash, config FROM {stack.db}.configs FINAL").result_rows
+    assert config_hash == config.hash == ScoringConfig.model_validate(json.loads(text)).hash
 
 
 def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
