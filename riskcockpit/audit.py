@@ -93,7 +93,12 @@ def verify(rows: list[dict[str, Any]], configs: dict[str, Any], unusable: dict[s
             row["recomputed"] = (unusable or {}).get(row["config_hash"]) or f"config {row['config_hash']} not at hand"
             tally["no config"] += 1
             continue
-        score, tier = recompute(row, config)
+        try:
+            score, tier = recompute(row, config)
+        except ValueError as exc:  # a reason its config does not know: not what that config produced
+            row["recomputed"] = f"differs: {exc}"
+            tally["differs"] += 1
+            continue
         # The store keeps the score as Float32: two decimals, as scored, survive it.
         same = (score, tier) == (round(float(row["score"]), 2), int(row["tier"]))
         row["recomputed"] = "ok" if same else f"differs: score {score}, tier {tier}"

@@ -638,8 +638,8 @@ def compare(baseline: Result, candidate: Result) -> dict:
     if baseline.table["tx_id"].to_pylist() != ids:
         raise BacktestError("the baseline and the candidate did not score the same transactions")
     keep = first_occurrences(ids)
-    before = [baseline.table["tier"].to_pylist()[i] for i in keep]
-    after = [candidate.table["tier"].to_pylist()[i] for i in keep]
+    tiers_before, tiers_after = baseline.table["tier"].to_pylist(), candidate.table["tier"].to_pylist()
+    before, after = [tiers_before[i] for i in keep], [tiers_after[i] for i in keep]
     return {"transactions": len(keep),
             "up": sum(a > b for b, a in zip(before, after)), "down": sum(a < b for b, a in zip(before, after)),
             "tiers": {k: {"baseline": sum(t >= k for t in before), "candidate": sum(t >= k for t in after)}

@@ -32,11 +32,13 @@ def test_verify_marks_each_decision_ok_differing_or_of_another_config():
     assert rows[0]["score"] != 50.2  # 40 and 17 points: 50.2, which Float32 does not keep exactly
     edited = dict(rows[0], tier=3)  # a decision altered after the fact
     other = dict(rows[3], config_hash="0123456789ab")
-    tally = verify([*rows, edited, other], {CONFIG.hash: CONFIG})
+    forged = dict(rows[3], reasons=json.dumps([{"indicator": "made_up", "value": 1.0}]))
+    tally = verify([*rows, edited, other, forged], {CONFIG.hash: CONFIG})
     assert [r["recomputed"] for r in rows] == ["ok"] * 4
     assert edited["recomputed"] == "differs: score 50.2, tier 1"
     assert other["recomputed"] == "config 0123456789ab not at hand"
-    assert tally == {"ok": 4, "differs": 1, "no config": 1}
+    assert forged["recomputed"] == f"differs: reason 'made_up' is not an indicator of config {CONFIG.hash}"
+    assert tally == {"ok": 4, "differs": 2, "no config": 1}
     assert render([edited], "scores", "csv", extra=("recomputed",)).splitlines()[0].endswith(",scored_at,recomputed")
 
 
