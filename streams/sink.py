@@ -148,10 +148,11 @@ class Sink:
 
     def _consume(self) -> None:
         s = self.settings.sink
-        # Made compacted here too: subscribing to a topic no worker has made yet would have the
-        # broker create it with the default cleanup policy.
-        ensure_topics(self.settings.kafka.servers, self.settings.kafka.partitions, (topics.CONFIGS,),
-                      configs={"cleanup.policy": "compact"})
+        # Subscribing to a topic nobody has made yet (no notifier, no worker so far) would have the
+        # broker create it, with the default cleanup policy: make them first, compacted where needed.
+        servers, partitions = self.settings.kafka.servers, self.settings.kafka.partitions
+        ensure_topics(servers, partitions, tuple(t for t in topics.SINK_TOPICS if t not in topics.COMPACTED))
+        ensure_topics(servers, partitions, topics.COMPACTED, configs={"cleanup.policy": "compact"})
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka.servers,
             group_id=s.group_id,

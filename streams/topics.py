@@ -38,6 +38,8 @@ BY_ENTITY = {entity: f"transactions.by_{entity}" for entity in ("merchant", "dev
 ALL = (TRANSACTIONS, REPARTITION, DLQ, SCORES, ALERTS, ACTIONS, DISPOSITIONS, *BY_ENTITY.values())
 # What the sink copies into ClickHouse.
 SINK_TOPICS = (SCORES, ALERTS, DLQ, ACTIONS, SILENCES, DELIVERIES, CONFIGS)
+# Topics that keep the newest record per key: whoever creates one first must make it compacted.
+COMPACTED = (SILENCES, CONFIGS)
 # The notifier's topics; it creates them itself (risk.silences compacted), see alerting.bus.
 ALERTING = (SILENCES, NOTIFICATIONS, NOTIFICATIONS_DLQ, DELIVERIES)
 

@@ -321,7 +321,7 @@ def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
 
     ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
     ensure_topics(settings.kafka.servers, settings.kafka.partitions,
-                  (topics.CONFIGS, *(table.changelog_topic.get_topic_name() for table in app.tables.values())),
+                  (*topics.COMPACTED, *(table.changelog_topic.get_topic_name() for table in app.tables.values())),
                   configs={"cleanup.policy": "compact"})
 
 

@@ -351,6 +351,29 @@ def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_
         admin.close()
 
 
+def test_a_sink_alone_makes_the_topics_it_reads_compacted_where_kept_by_key(fresh_kafka, env, monkeypatch):
+    """With no worker or notifier yet, subscribing would have the broker create risk.silences and
+    risk.configs with the default policy (delete), and old silences and configs would expire."""
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
+    settings = load_settings()
+    client = connect(settings)
+    sink = Sink(settings, client)
+    thread = sink.start_thread()
+    admin = KafkaAdminClient(bootstrap_servers=fresh_kafka.bootstrap)
+    try:
+        wait_for(lambda: set(topics.SINK_TOPICS) <= set(admin.list_topics()), timeout=60, what="the sink's topics")
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs=["cleanup.policy"])
+                                            for n in topics.SINK_TOPICS])["topic"]
+        # Only a topic's own settings are listed; none means the broker's default, delete.
+        policies = {n: described[n].get("cleanup.policy", {}).get("value", "delete") for n in topics.SINK_TOPICS}
+        assert policies == {n: "compact" if n in (topics.SILENCES, topics.CONFIGS) else "delete"
+                            for n in topics.SINK_TOPICS}
+    finally:
+        admin.close()
+        sink.stop()
+        thread.join(10)
+
+
 def test_a_decision_the_broker_refuses_stops_the_worker_and_is_scored_after_the_restart(stack, tmp_path):
     """risk.scores refuses every record (max.message.bytes below a decision's size): the worker
     must exit without committing, and a worker started once the topic accepts them again scores
