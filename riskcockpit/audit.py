@@ -62,15 +62,13 @@ VERIFIABLE = ("alerts", "scores")
 def stored_configs(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
     """The ``configs`` audit rows as scoring configs by hash, and why any cannot be used (it no
     longer validates against this version's indicators, or its content hashes otherwise)."""
-    from pydantic import ValidationError
-
     from indicators.scoring import ScoringConfig
 
     usable, unusable = {}, {}
     for row in rows:
         try:
             config = ScoringConfig.model_validate(json.loads(row["config"]))
-        except (ValueError, ValidationError) as exc:
+        except ValueError as exc:  # not JSON, or pydantic's ValidationError
             unusable[row["config_hash"]] = f"stored config {row['config_hash']} does not load: {exc}".splitlines()[0]
             continue
         if config.hash != row["config_hash"]:

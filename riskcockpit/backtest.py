@@ -677,17 +677,15 @@ def format_comparison(baseline: Result, candidate: Result, baseline_hash: str, c
 
 
 def format_metrics(metrics: dict) -> str:
-    num = _num
-
     lines = [f"labelled: {metrics['transactions']} transactions, {metrics['frauds']} fraud "
-             f"({num(metrics['frauds'] / metrics['transactions'] if metrics['transactions'] else None, '{:.2%}')})",
-             f"ROC AUC            {num(metrics['roc_auc'])}",
-             f"average precision  {num(metrics['average_precision'])}",
+             f"({_num(metrics['frauds'] / metrics['transactions'] if metrics['transactions'] else None, '{:.2%}')})",
+             f"ROC AUC            {_num(metrics['roc_auc'])}",
+             f"average precision  {_num(metrics['average_precision'])}",
              "alert rule        alerts   share    precision  recall"]
     names = {1: "watch", 2: "review", 3: "critical"}
     for k, m in metrics["tiers"].items():
-        lines.append(f"tier >= {k} {names[int(k)]:<8} {m['alerts']:>7}  {num(m['alert_share'], '{:>6.2%}')}  "
-                     f"{num(m['precision']):>9}  {num(m['recall']):>6}")
+        lines.append(f"tier >= {k} {names[int(k)]:<8} {m['alerts']:>7}  {_num(m['alert_share'], '{:>6.2%}')}  "
+                     f"{_num(m['precision']):>9}  {_num(m['recall']):>6}")
     return "\n".join(lines)
 
 

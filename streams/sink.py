@@ -86,6 +86,11 @@ def _delivery_row(record: dict[str, Any]) -> list[Any]:
     return [row[c] for c in DELIVERY_COLUMNS]
 
 
+def _config_row(record: dict[str, Any]) -> list[Any]:
+    return [record["config_hash"], json.dumps(record["config"], sort_keys=True), record["source"],
+            _time(record["published_at"])]
+
+
 def rows_by_table(messages) -> dict[str, list[list[Any]]]:
     """Map consumed messages to rows per table; a malformed result record lands in the DLQ table."""
     rows: dict[str, list[list[Any]]] = defaultdict(list)
@@ -104,9 +109,7 @@ def rows_by_table(messages) -> dict[str, list[list[Any]]]:
             elif message.topic == topics.DELIVERIES:
                 rows["deliveries"].append(_delivery_row(json.loads(message.value)))
             elif message.topic == topics.CONFIGS:
-                record = json.loads(message.value)
-                rows["configs"].append([record["config_hash"], json.dumps(record["config"], sort_keys=True),
-                                        record["source"], _time(record["published_at"])])
+                rows["configs"].append(_config_row(json.loads(message.value)))
         except (ValueError, KeyError, TypeError) as exc:
             # Never drop what we cannot read: keep its bytes where the DLQ audit finds them.
             rows["dlq"].append([message.topic, message.partition, message.offset,

@@ -51,7 +51,7 @@ from faust.serializers import codecs
 
 from indicators.base import ENTITY_FIELDS, Signal
 from indicators.models import ModelSet
-from indicators.scoring import SCORING_FILE, Scorer, ScoringConfig, load_scoring_config
+from indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import Settings
 from streams import topics
@@ -325,19 +325,19 @@ def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
                   configs={"cleanup.policy": "compact"})
 
 
-def publish_config(settings: Settings, config: ScoringConfig) -> None:
+def publish_config(settings: Settings, scorer: Scorer) -> None:
     """The scoring config this worker runs, to ``risk.configs`` keyed by its hash: the store then
     keeps every config a decision names, and ``audit … --verify`` recomputes with it years later."""
     from datetime import UTC, datetime
 
     from kafka import KafkaProducer
 
-    record = {"config_hash": config.hash, "config": config.model_dump(mode="json"),
+    record = {"config_hash": scorer.config_hash, "config": scorer.config.model_dump(mode="json"),
               "source": str(Path(settings.config_dir, SCORING_FILE).resolve()),
               "published_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
     producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
     try:
-        producer.send(topics.CONFIGS, key=config.hash.encode(), value=orjson.dumps(record)).get(timeout=30)
+        producer.send(topics.CONFIGS, key=scorer.config_hash.encode(), value=orjson.dumps(record)).get(timeout=30)
     finally:
         producer.close(timeout=5)
 
@@ -347,7 +347,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = create_app(settings)
     ensure_worker_topics(settings, app)
-    publish_config(settings, app.scorer.config)
+    publish_config(settings, app.scorer)
     tune_gc()
     # Faust's consumer runs in a thread of its own and hands fetched records to this one; while
     # a batch is scored, each handover waited up to the switch interval (5 ms by default) for
