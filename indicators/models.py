@@ -11,7 +11,11 @@ the partition on a rebalance and are checkpointed with it.
   need every event to be learned.
 - Supervised: River ``LogisticRegression`` on the same features, taught by analysts'
   dispositions (confirmed fraud / false positive) as they arrive, however late. It contributes
-  only once it has seen ``min_labels`` of each class. AdaGrad gives each feature its own step
+  only once it has seen ``min_labels`` of each class. It reads only the non-zero features
+  (:func:`sparse_input`), a third of them on the generator's stream: with no L1/L2 penalty a
+  zero feature adds nothing to the dot product and gets a zero gradient, so AdaGrad leaves its
+  weight alone, and the model learns and predicts exactly as on every feature, at a third of
+  the cost. AdaGrad gives each feature its own step
   size, so no scaler is needed; a scaler's statistics would come from the few, alerted,
   transactions analysts judge, not from the traffic scored. On the generator's stream this
   cut the ranking errors left after an hour's dispositions by about half (ROC AUC 0.926 with
@@ -137,6 +141,19 @@ def model_input(x: dict[str, float | None], keys=None) -> dict[str, float]:
     return out
 
 
+def sparse_input(x: dict[str, float | None]) -> dict[str, float]:
+    """:func:`model_input` without the features that are 0, for the supervised model.
+
+    >>> sparse_input({"a": None, "b": 0.0, "c": 3.0, "d": -0.5})
+    {'c': 1.3862943611198906, 'd': -0.5}
+    """
+    out, log1p = {}, math.log1p
+    for k, v in x.items():
+        if v:  # None and 0 are both the neutral 0 of model_input
+            out[k] = log1p(v) if v > 1 else -log1p(-v) if v < -1 else float(v)
+    return out
+
+
 class Percentile:
     """Rank of a score among the last ``size`` scores (sorted list + FIFO)."""
 
@@ -183,7 +200,8 @@ class ModelSet:
             self.detectors["svm"] = compose.Pipeline(preprocessing.StandardScaler(), anomaly.OneClassSVM(nu=a.svm.nu))
         self.calibrators = {name: Percentile(a.calibration) for name in self.detectors}
         s = params.supervised
-        self.classifier = linear_model.LogisticRegression(optimizer=optim.AdaGrad(s.learning_rate)) \
+        # No penalty: with one, sparse_input would no longer learn what every feature would.
+        self.classifier = linear_model.LogisticRegression(optimizer=optim.AdaGrad(s.learning_rate), l1=0.0, l2=0.0) \
             if s.enabled else None
         self.labels = {True: 0, False: 0}
         self.seen = 0
@@ -209,7 +227,7 @@ class ModelSet:
         }
         if self.classifier is not None and min(self.labels.values()) >= self.params.supervised.min_labels:
             # The supervised model sees every feature: hits an analyst confirmed may be yes/no ones.
-            p = self.classifier.predict_proba_one(model_input(stored)).get(True, 0.0)
+            p = self.classifier.predict_proba_one(sparse_input(stored)).get(True, 0.0)
             out["fraud_probability"] = round(p, 4)
         return out
 
@@ -217,7 +235,7 @@ class ModelSet:
         """Learn one disposition: the features stored with the decision, and the analyst's verdict."""
         if self.classifier is None:
             return
-        x = model_input(stored)
+        x = sparse_input(stored)
         weight = self.params.supervised.fraud_weight if is_fraud else 1.0
         self.classifier.learn_one(x, bool(is_fraud), w=weight)
         self.labels[bool(is_fraud)] += 1

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from indicators.base import tx_at
-from indicators.models import AnomalyParams, ModelParams, ModelSet, features
+from indicators.models import AnomalyParams, ModelParams, ModelSet, features, model_input
 from indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
 from streams.contract import Transaction
@@ -67,6 +67,25 @@ def test_supervised_model_waits_for_enough_labels_of_each_class():
     for _ in range(3):
         models.feedback(x, True)
     assert 0 <= models.score_one(x)["fraud_probability"] <= 1
+
+
+def test_supervised_model_reads_only_nonzero_features_and_learns_exactly_what_every_feature_teaches():
+    # The stored features of real decisions: most indicators are 0 or not applicable.
+    scorer, states = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), defaultdict(dict)
+    stream = SyntheticStream(seed=9, accounts=500, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.1)
+    stored = [(scorer.score_offline(Transaction.model_validate(r), states)["features"], bool(r["attributes"]))
+              for r in stream.take(1500)]
+    assert sum(1 for x, _ in stored for v in x.values() if not v) > len(stored) * 10  # zeros to skip
+    models = ModelSet(ModelParams(supervised={"min_labels": 1}))
+    dense = models.classifier.clone()
+    for x, label in stored:
+        models.feedback(x, label)
+        dense.learn_one(model_input(x), label, w=5.0 if label else 1.0)
+    assert models.classifier.weights and models.labels[True] > 20
+    for x, _ in stored[-200:]:
+        assert models.score_one(x)["fraud_probability"] == round(dense.predict_proba_one(model_input(x))[True], 4)
+    dense_weights = {k: w for k, w in dense.weights.items() if w}
+    assert {k: w for k, w in models.classifier.weights.items() if w} == dense_weights
 
 
 def test_every_record_carries_its_features_and_model_outputs():
