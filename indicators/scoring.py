@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import indicators  # noqa: F401  (registers the library)
-from indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, Signal
+from indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
 from indicators.models import TX_FEATURES, ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction
@@ -222,10 +222,10 @@ class Scorer:
             if item.enabled
         ]
         self.weights = {ind.name: weight for ind, weight in self.indicators}
-        self.account_indicators = [ind for ind, _ in self.indicators if ind.entity == "account"]
+        self.account = Evaluator([ind for ind, _ in self.indicators if ind.entity == "account"])
         # Stages before the account's, in ENTITY_FIELDS order: only entities some indicator needs.
-        self.stages: dict[str, list[Indicator]] = {
-            entity: [ind for ind, _ in self.indicators if ind.entity == entity]
+        self.stages: dict[str, Evaluator] = {
+            entity: Evaluator([ind for ind, _ in self.indicators if ind.entity == entity])
             for entity in ENTITY_FIELDS if entity != "account"
             and any(ind.entity == entity for ind, _ in self.indicators)}
         # One model set per source partition: it moves, and is checkpointed, with the partition.
@@ -243,13 +243,12 @@ class Scorer:
         empty dict). These indicators count distinct accounts or verdicts by tx_id, so a
         redelivered transaction changes little; no dedup memory is kept per merchant.
         """
-        per_indicator = state.setdefault("ind", {})
-        return [ind.evaluate(per_indicator.setdefault(ind.name, {}), tx) for ind in self.stages[entity]]
+        return self.stages[entity].evaluate(state.setdefault("ind", {}), tx)
 
     def learn_label(self, entity: str, tx: Transaction, state: dict, is_fraud: bool) -> None:
         """Teach the indicators kept per ``entity`` an analyst's verdict on ``tx``."""
         per_indicator = state.setdefault("ind", {})
-        for ind in self.stages[entity]:
+        for ind in self.stages[entity].indicators:
             ind.learn_label(per_indicator.setdefault(ind.name, {}), tx, is_fraud)
 
     def score(self, tx: Transaction, state: dict, source: tuple[int, int] = (-1, -1),
@@ -257,11 +256,10 @@ class Scorer:
         recent = state.setdefault("recent", {})
         if tx.tx_id in recent:
             return recent[tx.tx_id]
-        per_indicator = state.setdefault("ind", {})
-        signals = [ind.evaluate(per_indicator.setdefault(ind.name, {}), tx) for ind in self.account_indicators]
+        signals = self.account.evaluate(state.setdefault("ind", {}), tx)
         if carried is None and self.stages:  # a caller that ran no entity stage: say so, never guess
             carried = [Signal(ind.name, None, False, "not applicable: not evaluated")
-                       for inds in self.stages.values() for ind in inds]
+                       for stage in self.stages.values() for ind in stage.indicators]
         if carried:
             signals += carried
         weights = self.weights

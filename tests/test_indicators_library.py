@@ -423,3 +423,32 @@ def test_declined_then_approved_late_approval_sees_its_own_past():
     ind, state = DeclinedThenApproved(declines=2), {}
     run(ind, state, *(tx_at(m, status="declined") for m in (0, 1, 2)), tx_at(3, status="approved"))
     assert ind.evaluate(state, tx_at(1.5, status="approved")).value == 2   # after the declines at 0 and 1
+
+
+def test_the_evaluator_loop_says_and_learns_what_each_indicator_evaluated_alone_does():
+    from datetime import UTC, datetime
+
+    from indicators.base import Evaluator
+    from indicators.scoring import Scorer
+    from streams.contract import Transaction
+    from streams.generator import SyntheticStream
+
+    scorer = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR))
+    indicators = [ind for ind, _ in scorer.indicators]
+    evaluator, looped, alone = Evaluator(indicators), {}, {}
+    stream = SyntheticStream(seed=4, accounts=300, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.05)
+    not_applicable = 0
+    for r in stream.take(3000):
+        tx = Transaction.model_validate(r)
+        # One state dict per indicator whatever its entity: this compares the loop, not the stages.
+        key = tx.account_id
+        got = evaluator.evaluate(looped.setdefault(key, {}), tx)
+        expected = [ind.evaluate(alone.setdefault(key, {}).setdefault(ind.name, {}), tx) for ind in indicators]
+        assert got == expected
+        not_applicable += sum(s.reason.startswith("not applicable") for s in got)
+    assert not_applicable > 1000  # transactions without a merchant, a device, a counterparty...
+    # The loop makes no state for an indicator that was never applicable; otherwise the same.
+    def learned(states):
+        return {k: {n: state for n, state in v.items() if state} for k, v in states.items()}
+
+    assert learned(looped) == learned(alone) and len(learned(alone)) > 200
