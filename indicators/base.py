@@ -93,6 +93,7 @@ class Indicator:
 
     def __init__(self, params: Params | None = None, **kwargs: Any):
         self.params = params if params is not None else self.Params(**kwargs)
+        self._not_applicable: dict[tuple[str, ...], Signal] = {}
 
     def score_one(self, state: dict, tx: Transaction) -> Signal:
         raise NotImplementedError
@@ -117,8 +118,13 @@ class Indicator:
         return signal
 
     def not_applicable(self, tx: Transaction) -> Signal:
-        missing = [f for f in self.requires if getattr(tx, f) is None]
-        return _tuple_new(Signal, (self.name, None, False, f"not applicable: no {', '.join(missing)}"))
+        """The signal of a transaction without a field in ``requires``: one per set of missing fields."""
+        missing = tuple(f for f in self.requires if getattr(tx, f) is None)
+        signal = self._not_applicable.get(missing)
+        if signal is None:
+            signal = self._not_applicable[missing] = _tuple_new(
+                Signal, (self.name, None, False, f"not applicable: no {', '.join(missing)}"))
+        return signal
 
     def signal(self, value: float | None, hit: bool, reason: str | Callable[[], str]) -> Signal:
         """A signal of this indicator. A callable reason is written out only for a hit: reasons
