@@ -147,11 +147,7 @@ def sparse_input(x: dict[str, float | None]) -> dict[str, float]:
     >>> sparse_input({"a": None, "b": 0.0, "c": 3.0, "d": -0.5})
     {'c': 1.3862943611198906, 'd': -0.5}
     """
-    out, log1p = {}, math.log1p
-    for k, v in x.items():
-        if v:  # None and 0 are both the neutral 0 of model_input
-            out[k] = log1p(v) if v > 1 else -log1p(-v) if v < -1 else float(v)
-    return out
+    return model_input({k: v for k, v in x.items() if v})  # None and 0 are both model_input's neutral 0
 
 
 class Percentile:
