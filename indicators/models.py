@@ -15,11 +15,11 @@ the partition on a rebalance and are checkpointed with it.
   (:func:`sparse_input`), a third of them on the generator's stream: with no L1/L2 penalty a
   zero feature adds nothing to the dot product and gets a zero gradient, so AdaGrad leaves its
   weight alone, and the model learns and predicts exactly as on every feature, at a third of
-  the cost. AdaGrad gives each feature its own step
-  size, so no scaler is needed; a scaler's statistics would come from the few, alerted,
-  transactions analysts judge, not from the traffic scored. On the generator's stream this
-  cut the ranking errors left after an hour's dispositions by about half (ROC AUC 0.926 with
-  a scaler and plain SGD, 0.966 without) and the cost of learning one by two thirds.
+  the cost. AdaGrad gives each feature its own step size, so no scaler is needed; a scaler's
+  statistics would come from the few, alerted, transactions analysts judge, not from the
+  traffic scored. On the generator's stream this cut the ranking errors left after an hour's
+  dispositions by about half (ROC AUC 0.926 with a scaler and plain SGD, 0.966 without) and
+  the cost of learning one by two thirds.
 
 Checkpoints are zlib-compressed pickles (:meth:`ModelSet.dumps`); what was learned since the
 last checkpoint is the loss bound on a crash (``checkpoint_every`` transactions per partition).
