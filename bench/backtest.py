@@ -42,6 +42,10 @@ TARGET = 5_000
 LAYOUTS = {"example": (), "full": OTHER}
 
 
+def header(layout: str) -> list[str]:
+    return [*RENAMED.values(), *LAYOUTS[layout], "is_fraud"]
+
+
 def write_public_file(folder: Path, count: int, layout: str = "full") -> tuple[Path, Path]:
     other = LAYOUTS[layout]
     data, mapping = folder / f"transactions-{layout}.csv", folder / f"map-{layout}.yaml"
@@ -49,7 +53,7 @@ def write_public_file(folder: Path, count: int, layout: str = "full") -> tuple[P
                              fraud_share=0.02)
     with data.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*RENAMED.values(), *other, "is_fraud"])
+        writer.writerow(header(layout))
         for r in stream.take(count):
             writer.writerow([*(r.get(k, "") for k in RENAMED), *(r.get(k, "") for k in other),
                              int(bool(r["attributes"].get("scenario")))])
@@ -76,7 +80,7 @@ def run_layout(folder: Path, count: int, partitions: int, layout: str) -> float:
                               partitions=partitions, processes=processes)
         runs[processes] = (result, time.perf_counter() - t1)
     n = result.scored
-    print(f"layout {layout!r}: {n} labelled transactions ({count} rows, columns {', '.join(loaded_columns(data))}), "
+    print(f"layout {layout!r}: {n} labelled transactions ({count} rows, columns {', '.join(header(layout))}), "
           f"{len(scorer.indicators)} indicators + models, labels fed back 1h late, {partitions} partitions\n")
     print(f"{'read + map + validate':<44} {read:7.2f} s  {n / read:9,.0f} tx/s")
     for processes, (result, seconds) in runs.items():
@@ -94,11 +98,6 @@ def run_layout(folder: Path, count: int, partitions: int, layout: str) -> float:
     print(format_metrics(best.metrics))
     print()
     return n / (read + best_s)
-
-
-def loaded_columns(data: Path) -> list[str]:
-    with data.open(newline="") as f:
-        return next(csv.reader(f))
 
 
 def main() -> None:
