@@ -28,11 +28,11 @@ AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
     "actions": ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at"),
     "deliveries": ("attempt_id", "notification_id", "receiver", "receiver_type", "kind", "group_key", "attempt",
                    "status_code", "latency_ms", "error", "outcome", "alert_ids", "attempted_at"),
+    "silences": ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at", "created_by",
+                 "comment", "changed_by", "changed_at"),
+    "configs": ("config_hash", "config", "source", "published_at"),
 }
-AUDIT_COLUMNS["configs"] = ("config_hash", "config", "source", "published_at")
 # The time column each kind is filtered and ordered by.
-AUDIT_COLUMNS["silences"] = ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at",
-                              "created_by", "comment", "changed_by", "changed_at")
 TIME_COLUMN = {"alerts": "ts", "scores": "ts", "dlq": "received_at", "actions": "at", "deliveries": "attempted_at",
                "silences": "changed_at", "configs": "published_at"}
 

@@ -157,7 +157,7 @@ class Sink:
         ensure_topics(servers, partitions, tuple(t for t in topics.SINK_TOPICS if t not in topics.COMPACTED))
         ensure_topics(servers, partitions, topics.COMPACTED, configs={"cleanup.policy": "compact"})
         consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka.servers,
+            bootstrap_servers=servers,
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
