@@ -222,7 +222,8 @@ class ModelSet:
             "fraud_probability": None,
         }
         if self.classifier is not None and min(self.labels.values()) >= self.params.supervised.min_labels:
-            # The supervised model sees every feature: hits an analyst confirmed may be yes/no ones.
+            # The supervised model sees every non-zero feature, not only the detectors' list: hits an
+            # analyst confirmed may be yes/no ones.
             p = self.classifier.predict_proba_one(sparse_input(stored)).get(True, 0.0)
             out["fraud_probability"] = round(p, 4)
         return out
