@@ -54,7 +54,7 @@ from indicators.models import ModelSet
 from indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import Settings
-from streams import topics
+from streams import faust_seek, topics
 from streams.contract import InvalidRecord, parse_transaction
 
 log = logging.getLogger("riskcockpit.worker")
@@ -158,6 +158,7 @@ def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, pass_on, parti
 
 
 def create_app(settings: Settings) -> faust.App:
+    faust_seek.install()  # or records fetched while the flow is stopped are lost (see the module)
     scorer = Scorer(load_scoring_config(settings.config_dir))
     partitions = settings.kafka.partitions
     app = faust.App(
