@@ -9,10 +9,10 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from kafka import KafkaProducer
 
 from riskcockpit.broker import ensure_topics
 from streams.faust_seek import seek_to_committed
+from streams.producer import producer
 
 
 def positions_after_seek(bootstrap: str, topic: str, commit: dict[int, int], seek) -> dict[int, int]:
@@ -41,11 +41,11 @@ def positions_after_seek(bootstrap: str, topic: str, commit: dict[int, int], see
 def test_a_partition_with_nothing_committed_goes_back_to_its_beginning(kafka):
     topic = f"seek-{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka.bootstrap, 2, (topic,))
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    send = producer(kafka.bootstrap)
     for i in range(10):
-        producer.send(topic, value=b"x", partition=i % 2)
-    producer.flush()
-    producer.close()
+        send.send(topic, value=b"x", partition=i % 2)
+    send.flush()
+    send.close()
 
     # What Faust relied on: aiokafka keeps the position past the discarded records.
     assert positions_after_seek(kafka.bootstrap, topic, {}, lambda c: c.seek_to_committed()) == {0: 5, 1: 5}
