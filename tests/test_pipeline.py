@@ -146,11 +146,12 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
 
     stream = generated(6000, seed=22, start=now - timedelta(minutes=30))
     done = threading.Event()
+    sent = []
 
     def feed():
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         for i, (key, value) in enumerate(stream):
-            producer.send(topics.TRANSACTIONS, key=key, value=value)
+            sent.append(producer.send(topics.TRANSACTIONS, key=key, value=value))
             if i % 100 == 0:
                 time.sleep(0.1)  # ~1,000 tx/s, so the kill lands mid-stream
         producer.flush()
@@ -166,6 +167,8 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
     assert killed_at < 6 + len(stream), "the kill came too late to test anything"
     stack.start_worker()
     feeder.join()
+    failed = [f.exception for f in sent if f.failed()]
+    assert not failed, f"the feeder could not deliver {len(failed)} transactions, first: {failed[0]!r}"
     after = (b"STATE-1", json.dumps({"tx_id": "state-after", "ts": now.isoformat(), "account_id": "STATE-1",
                                      "amount": 20.0}).encode())
     produce(bootstrap, [after])
@@ -178,8 +181,14 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
         in_topic = {json.loads(m.value)["tx_id"] for m in KafkaConsumer(
             topics.SCORES, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)}
         missing = {json.loads(v)["tx_id"] for _, v in [*burst, *stream, after]} - in_topic
+        # Where the missing ones last were: the hop that lost them.
+        seen = {topic: sorted((m.partition, m.offset, json.loads(m.value)["tx_id"]) for m in KafkaConsumer(
+                    topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+                    if json.loads(m.value).get("tx_id") in missing)[:10]
+                for topic in (topics.TRANSACTIONS, *topics.BY_ENTITY.values(), topics.REPARTITION)}
         raise AssertionError(f"{len(in_topic)} distinct tx_ids in {topics.SCORES}, {stack.count('scores')} stored; "
-                             f"missing from the topic: {sorted(missing)[:20]} ({len(missing)})\n{exc}") from None
+                             f"missing from the topic: {sorted(missing)[:20]} ({len(missing)}); "
+                             f"where they were (partition, offset, tx_id): {seen}\n{exc}") from None
     time.sleep(2)
     assert stack.count("scores") == total
     assert stack.client.query(f"SELECT uniqExact(tx_id) FROM {stack.db}.scores FINAL").result_rows[0][0] == total
