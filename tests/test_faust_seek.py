@@ -9,8 +9,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -65,11 +69,6 @@ def test_a_partition_with_nothing_committed_goes_back_to_its_beginning(kafka):
 def processed_offsets(bootstrap: str, tmp_path, patched: bool) -> list[int]:
     """The offsets a Faust agent processed of 400 records when its worker seeks back to its
     committed offset part-way through handing a fetched batch over (tests/seek_race_app.py)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
     topic = f"race-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, 1, (topic,))
     send = producer(bootstrap)
