@@ -91,12 +91,13 @@ async def getmany(self: Consumer, timeout: float):
     """Faust's ``getmany``, handing over nothing of a batch fetched before a seek."""
     thread = self._thread
     records = _faust_getmany(self, timeout)
-    seeks = None
+    seeks = fetched_after = None
     try:
         async for tp, message in records:
-            if seeks is None:
+            if seeks is None:  # the batch is fetched: what it was fetched after is known now
                 seeks = getattr(self, "_riskcockpit_seeks", 0)
-            if getattr(thread, "_riskcockpit_seeks", 0) != getattr(self, "_riskcockpit_fetched_after", 0):
+                fetched_after = self._riskcockpit_fetched_after
+            if getattr(thread, "_riskcockpit_seeks", 0) != fetched_after:
                 break
             yield tp, message
     finally:

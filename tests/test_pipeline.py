@@ -178,13 +178,14 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
         wait_for(lambda: stack.count("scores") >= total, timeout=240, what=f"{total} scores after the restart",
                  processes=stack.processes)
     except AssertionError as exc:  # lost by the worker, or not yet stored by the sink?
-        in_topic = {json.loads(m.value)["tx_id"] for m in KafkaConsumer(
-            topics.SCORES, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)}
+        def records(topic):  # (partition, offset, tx_id) of every record in ``topic``
+            return [(m.partition, m.offset, json.loads(m.value)["tx_id"]) for m in KafkaConsumer(
+                topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)]
+
+        in_topic = {tx_id for _, _, tx_id in records(topics.SCORES)}
         missing = {json.loads(v)["tx_id"] for _, v in [*burst, *stream, after]} - in_topic
         # Where the missing ones last were: the hop that lost them.
-        seen = {topic: sorted((m.partition, m.offset, json.loads(m.value)["tx_id"]) for m in KafkaConsumer(
-                    topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
-                    if json.loads(m.value).get("tx_id") in missing)[:10]
+        seen = {topic: sorted(r for r in records(topic) if r[2] in missing)[:10]
                 for topic in (topics.TRANSACTIONS, *topics.BY_ENTITY.values(), topics.REPARTITION)}
         raise AssertionError(f"{len(in_topic)} distinct tx_ids in {topics.SCORES}, {stack.count('scores')} stored; "
                              f"missing from the topic: {sorted(missing)[:20]} ({len(missing)}); "
