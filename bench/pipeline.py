@@ -54,6 +54,17 @@ def rate(times: list[tuple[int, str]]) -> float:
     return (len(stamps) * 0.9) / max((hi - lo) / 1000, 1e-9)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def changelog_bytes(log_dirs: Path) -> int:
+    """Bytes the broker holds in the tables' changelog topics (before any compaction ran)."""
+    return sum(f.stat().st_size for f in log_dirs.glob("*-changelog-*/*.log"))
+
+
 def spawn(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -84,18 +95,30 @@ def main() -> None:
         producer.flush()
         print(f"backlog produced                {args.count:8d} tx")
 
+        def cpu_per_tx(pid: int, topic: str) -> tuple[float, float, float]:
+            """Throughput through ``topic``, and µs of CPU per transaction of process ``pid`` and
+            of the broker, from the first output record (start-up excluded) to the last."""
+            output_times(bootstrap, topic, 1, 300)
+            before = cpu_seconds(pid), cpu_seconds(broker.pid())
+            throughput = rate(output_times(bootstrap, topic, args.count, 900))
+            used = [(cpu_seconds(p) - b) / args.count * 1e6 for p, b in zip((pid, broker.pid()), before, strict=True)]
+            return throughput, *used
+
         procs.append(spawn([sys.executable, str(HERE / "passthrough.py")], env))
-        passthrough = rate(output_times(bootstrap, "bench.passthrough", args.count, 600))
+        passthrough, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, "bench.passthrough")
         os.killpg(procs[-1].pid, signal.SIGTERM)
         procs[-1].wait()
-        print(f"pass-through Faust agent        {passthrough:8.0f} tx/s")
+        print(f"pass-through Faust agent        {passthrough:8.0f} tx/s   CPU µs/tx: agent {cpu:5.0f}, "
+              f"broker {broker_cpu:5.0f}")
 
         t0 = time.monotonic()
         procs.append(spawn([sys.executable, "-m", "riskcockpit", "worker", "--loglevel", "warn"], env))
         output_times(bootstrap, topics.SCORES, 1, 300)  # blocks until the first score
         print(f"worker start-up to first score  {time.monotonic() - t0:8.1f} s")
-        worker = rate(output_times(bootstrap, topics.SCORES, args.count, 900))
-        print(f"riskcockpit worker (1 process)  {worker:8.0f} tx/s   = {worker / passthrough:.0%} of pass-through")
+        worker, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, topics.SCORES)
+        print(f"riskcockpit worker (1 process)  {worker:8.0f} tx/s   CPU µs/tx: worker {cpu:5.0f}, "
+              f"broker {broker_cpu:5.0f}   = {worker / passthrough:.0%} of pass-through")
+        print(f"changelog bytes per transaction {changelog_bytes(work / 'kafka' / 'logs') / args.count:8.0f}")
 
         live = SyntheticStream(seed=2, accounts=20_000, rate=20, fraud_share=0.01)
         offset_base = args.count

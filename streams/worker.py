@@ -6,11 +6,12 @@ Read top to bottom, this is the pipeline of one transaction:
 2. :func:`streams.contract.parse_transaction` validates them; a bad record goes to
    ``transactions.dlq`` byte-for-byte, with the reason and its source offset in headers.
 3. Indicators kept per merchant, device or counterparty (``Scorer.stages``) run in a stage of
-   their own: the record goes to ``transactions.by_merchant`` keyed by merchant, that stage
-   scores it against the merchant's state (changelog-backed table ``merchant_state``) and
-   passes it on with its signals in a header, to the next entity stage, then to
-   ``transactions.repartition`` keyed by account. A record without the entity's field skips
-   that stage ("not applicable").
+   their own, against that entity's state (changelog-backed table ``merchant_state``, …),
+   in the worker that owns the entity's partition. Where that is this worker, the stage runs
+   right here; otherwise the record goes to ``transactions.by_merchant`` keyed by merchant,
+   whose agent in the owning worker scores it and passes it on with its signals in a header,
+   to the next entity stage, then to ``transactions.repartition`` keyed by account. A record
+   without the entity's field skips that stage ("not applicable").
 4. A record on the wrong partition for its account (no key, another key, or a producer
    whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
    keyed by account, so each account's state lives in exactly one partition.
@@ -48,6 +49,7 @@ from pathlib import Path
 import faust
 import orjson
 from faust.serializers import codecs
+from faust.types import TP
 
 from indicators.base import ENTITY_FIELDS, Signal
 from indicators.models import ModelSet
@@ -128,11 +130,17 @@ def signals_header(message) -> list[Signal] | None:
     return None
 
 
-def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, pass_on, partitions: int) -> None:
-    """The stage of the indicators kept per ``entity``, with that entity's state in table
-    ``<entity>_state``: it adds its signals to the record's and passes it on."""
+def entity_state(out: Outbox, table, partition: int, key: str) -> dict:
+    """``key``'s state in ``table``, made on first use, to be written to the changelog with the batch."""
+    state = table.get(key) or {}
+    out.changed(table, partition, key, state)
+    return state
+
+
+def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, table, pass_on) -> None:
+    """The stage of the indicators kept per ``entity``, with that entity's state in ``table``:
+    it adds its signals to the record's and passes it on."""
     field = ENTITY_FIELDS[entity]
-    table = app.Table(f"{entity}_state", default=None, partitions=partitions)
 
     async def stage(stream):
         await app.maybe_start_producer()
@@ -142,8 +150,7 @@ def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, pass_on, parti
                 message = event.message
                 tx = parse_transaction(message.value)  # validated before it was passed here
                 key = getattr(tx, field)
-                state = table.get(key) or {}
-                out.changed(table, message.partition, key, state)
+                state = entity_state(out, table, message.partition, key)
                 label = dict(message.headers or ()).get(topics.H_LABEL)
                 if label is not None:
                     scorer.learn_label(entity, tx, state, label == b"True")
@@ -191,6 +198,8 @@ def create_app(settings: Settings) -> faust.App:
     accounts = app.Table("accounts", default=None, partitions=partitions)
     models = app.Table("models", default=None, partitions=partitions)  # partition -> checkpoint
     stage_topics = {entity: raw_topic(topics.BY_ENTITY[entity]) for entity in scorer.stages}
+    stage_tables = {entity: app.Table(f"{entity}_state", default=None, partitions=partitions)
+                    for entity in scorer.stages}
     order = list(scorer.stages)
 
     def partition_models(partition: int) -> ModelSet:
@@ -208,23 +217,35 @@ def create_app(settings: Settings) -> faust.App:
         for tp in revoked:
             scorer.models.pop(tp.partition, None)
 
-    def next_stage(tx, carried: list, after: str | None = None) -> str | None:
-        """The next entity stage ``tx`` must visit; stages it lacks the field of add their
-        "not applicable" signals to ``carried`` on the way."""
-        for entity in order[order.index(after) + 1 if after else 0:]:
-            if getattr(tx, ENTITY_FIELDS[entity]) is not None:
-                return entity
-            carried += scorer.entity_signals(entity, tx, {})
-        return None
+    def local_partition(entity: str, key: str) -> int | None:
+        """The partition of ``entity``'s stage that owns ``key``, if this worker owns it.
+
+        Faust assigns partition p of every topic of the same partition count to one worker, with
+        the tables' changelog partitions p, so one worker alone owns them all and two own half
+        each. A stage's partition owned here runs in the agent at hand: one Kafka hop (a produce,
+        a fetch, a parse, a commit) fewer, and the same state, table and changelog as the
+        stage's own agent, which processes in this event loop too. The assignment cannot change
+        under a batch: Faust waits for in-flight events to be acked before a rebalance.
+        """
+        partition = topics.owning_partition(key.encode(), partitions)
+        return partition if app.assignor.is_active(TP(topics.BY_ENTITY[entity], partition)) else None
 
     async def pass_on(out: Outbox, tx, value: bytes, carried: list, after: str | None = None) -> bool:
-        """Send ``tx`` to its next entity stage; False when none is left (the account's is next)."""
-        entity = next_stage(tx, carried, after)
-        if entity is None:
-            return False
-        await out.send(topics.BY_ENTITY[entity], getattr(tx, ENTITY_FIELDS[entity]).encode(), value,
-                       headers=[(topics.H_SIGNALS, encode_signals(carried))])
-        return True
+        """Take ``tx`` through its entity stages after ``after``, adding their signals to
+        ``carried``: here for stages whose partition this worker owns, else by sending it to
+        the next stage's topic. False when none is left (the account's stage is next)."""
+        for entity in order[order.index(after) + 1 if after else 0:]:
+            key = getattr(tx, ENTITY_FIELDS[entity])
+            if key is None:  # not applicable, said on the way
+                carried += scorer.entity_signals(entity, tx, {})
+                continue
+            partition = local_partition(entity, key)
+            if partition is None:
+                await out.send(topics.BY_ENTITY[entity], key.encode(), value,
+                               headers=[(topics.H_SIGNALS, encode_signals(carried))])
+                return True
+            carried += scorer.entity_signals(entity, tx, entity_state(out, stage_tables[entity], partition, key))
+        return False
 
     def learn_disposition(message):
         """Teach the partition's supervised model; returns (tx, is_fraud) for the entity stages."""
@@ -254,8 +275,13 @@ def create_app(settings: Settings) -> faust.App:
         value, label = orjson.dumps(tx.model_dump(mode="json", exclude_none=True)), str(is_fraud).encode()
         for entity in order:
             key = getattr(tx, ENTITY_FIELDS[entity])
-            if key is not None:
+            if key is None:
+                continue
+            partition = local_partition(entity, key)
+            if partition is None:
                 await out.send(topics.BY_ENTITY[entity], key.encode(), value, headers=[(topics.H_LABEL, label)])
+            else:
+                scorer.learn_label(entity, tx, entity_state(out, stage_tables[entity], partition, key), is_fraud)
 
     @app.agent(source)
     async def score(stream):
@@ -264,7 +290,9 @@ def create_app(settings: Settings) -> faust.App:
             out = Outbox(app)
             for event in events:
                 await score_one(out, event.message)
-            for partition in {partition for _, partition, _, _ in out.rows.values()}:
+            # The partitions whose accounts were scored, not those of entity stages run here:
+            # model_set would start a fresh model where the checkpoint was not yet restored.
+            for partition in {partition for table, partition, _, _ in out.rows.values() if table is accounts}:
                 partition_set = scorer.model_set(partition)
                 if partition_set.due_for_checkpoint():
                     out.changed(models, partition, str(partition), base64.b64encode(partition_set.dumps()).decode())
@@ -303,7 +331,7 @@ def create_app(settings: Settings) -> faust.App:
             await out.send(topics.ALERTS, key, payload)
 
     for entity in order:
-        add_stage(app, scorer, entity, stage_topics[entity], pass_on, partitions)
+        add_stage(app, scorer, entity, stage_topics[entity], stage_tables[entity], pass_on)
 
     app.scorer = scorer
     return app

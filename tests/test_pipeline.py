@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import CoordinatorNotAvailableError
 
 from conftest import wait_for
 from indicators.scoring import ScoringConfig, load_scoring_config, recompute
@@ -63,6 +64,15 @@ def produce(bootstrap, items):
     meta = [f.get(timeout=30) for f in futures]
     producer.close()
     return [(m.partition, m.offset) for m in meta]
+
+
+def records(bootstrap: str, topic: str) -> list:
+    """Every record of ``topic`` so far."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    found = list(consumer)
+    consumer.close()
+    return found
 
 
 def generated(n, seed, start=None):
@@ -178,14 +188,13 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
         wait_for(lambda: stack.count("scores") >= total, timeout=240, what=f"{total} scores after the restart",
                  processes=stack.processes)
     except AssertionError as exc:  # lost by the worker, or not yet stored by the sink?
-        def records(topic):  # (partition, offset, tx_id) of every record in ``topic``
-            return [(m.partition, m.offset, json.loads(m.value)["tx_id"]) for m in KafkaConsumer(
-                topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)]
+        def located(topic):  # (partition, offset, tx_id) of every record in ``topic``
+            return [(m.partition, m.offset, json.loads(m.value)["tx_id"]) for m in records(bootstrap, topic)]
 
-        in_topic = {tx_id for _, _, tx_id in records(topics.SCORES)}
+        in_topic = {tx_id for _, _, tx_id in located(topics.SCORES)}
         missing = {json.loads(v)["tx_id"] for _, v in [*burst, *stream, after]} - in_topic
         # Where the missing ones last were: the hop that lost them.
-        seen = {topic: sorted(r for r in records(topic) if r[2] in missing)[:10]
+        seen = {topic: sorted(r for r in located(topic) if r[2] in missing)[:10]
                 for topic in (topics.TRANSACTIONS, *topics.BY_ENTITY.values(), topics.REPARTITION)}
         raise AssertionError(f"{len(in_topic)} distinct tx_ids in {topics.SCORES}, {stack.count('scores')} stored; "
                              f"missing from the topic: {sorted(missing)[:20]} ({len(missing)}); "
@@ -205,22 +214,46 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
     assert delivered >= total  # redeliveries may repeat in the topic; the store shows each once
 
 
-def test_entity_stages_rekey_by_device_and_merchant_learn_verdicts_and_survive_a_restart(stack):
-    """Accounts on different partitions meet at one device and one merchant; two confirmed
-    frauds at the merchant (dispositions, through Kafka) make it compromised, and the merchant's
-    state comes back from its changelog after a restart."""
+def group_members(bootstrap: str, group: str = "riskcockpit") -> int:
+    """Members of the workers' consumer group once it is stable (0 while it rebalances, or
+    before the group has a coordinator)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_groups([group])[group]
+    except CoordinatorNotAvailableError:
+        return 0
+    finally:
+        admin.close()
+    return len(described["members"]) if described["group_state"] == "Stable" else 0
+
+
+def test_entity_stages_keep_each_entitys_state_in_one_place_across_two_workers_and_survive_a_restart(stack):
+    """Two workers share the partitions. Three accounts on different partitions meet at one
+    device: its state lives with the worker that owns the device's partition, which runs the
+    stage for its own accounts and gets the other worker's over ``transactions.by_device``.
+    Two confirmed frauds at a merchant (dispositions, through Kafka) make it compromised, and
+    the merchant's state comes back from its changelog when one worker restarts alone."""
     bootstrap = stack.settings.kafka.servers
+    partitions = stack.settings.kafka.partitions
     now = datetime.now(UTC) - timedelta(minutes=30)
 
     def tx(i, account, **fields):
         return (account.encode(), json.dumps({"tx_id": f"ent-{i}", "ts": (now + timedelta(seconds=i)).isoformat(),
                                               "account_id": account, "amount": 120.0, **fields}).encode())
 
-    shared_device = [tx(i, f"DEV-{i}", device_id="D-SHARED") for i in range(3)]
+    # Accounts on three different partitions: whichever two of the four the device's owner
+    # has, at least one account belongs to the other worker, and one to the owner.
+    by_partition = {}
+    for i in range(50):
+        by_partition.setdefault(topics.owning_partition(f"DEV-{i}".encode(), partitions), f"DEV-{i}")
+    accounts = list(by_partition.values())[:3]
+    shared_device = [tx(i, account, device_id="D-SHARED") for i, account in enumerate(accounts)]
     at_merchant = [tx(10 + i, f"SHOP-{i}", merchant_id="M-BAD", direction="debit") for i in range(6)]
+    workers = [stack.start_worker(), stack.start_worker()]
+    wait_for(lambda: group_members(bootstrap) == 2, timeout=180, what="two workers in a stable group",
+             processes=stack.processes)
     produce(bootstrap, shared_device + at_merchant)
-    worker = stack.start_worker()
-    # Three hops for most of these (ingest, entity stage, account stage) on a cold worker: be patient.
+    # Up to three hops (ingest, entity stage, account stage) on two cold workers: be patient.
     wait_for(lambda: stack.count("scores", "tx_id LIKE 'ent-%'") == 9, timeout=300, what="9 scores",
              processes=stack.processes)
 
@@ -229,14 +262,16 @@ def test_entity_stages_rekey_by_device_and_merchant_learn_verdicts_and_survive_a
         stored, features = rows.result_rows[0]
         return {r["indicator"]: r for r in json.loads(stored)}, json.loads(features)
 
-    # The three accounts sit on different partitions, so the device stage may see them in any
-    # order; it counts the accounts it has seen, so the values are 1, 2, 3 in its order.
+    # The device's stage may see the three accounts in any order; it counts the accounts it
+    # has seen, so the values are 1, 2, 3 in its order: one state, whichever worker scored.
     shared = {f"ent-{i}": reasons(f"ent-{i}") for i in range(3)}
     assert sorted(features["device_shared"] for _, features in shared.values()) == [1.0, 2.0, 3.0]
     third = next(hits for hits, features in shared.values() if features["device_shared"] == 3)
     assert "device D-SHARED: 3 accounts" in third["device_shared"]["reason"]
     assert reasons("ent-10")[1]["device_shared"] is None
     assert shared["ent-0"][1]["merchant_compromise"] is None  # no merchant on that one: not applicable
+    hopped = [json.loads(m.value)["tx_id"] for m in records(bootstrap, topics.BY_ENTITY["device"])]
+    assert 1 <= len(hopped) <= 2, f"{hopped} went to the device's owner over Kafka"
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for i in (10, 11):  # the cockpit's disposition message: the decision's transaction rides along
@@ -246,18 +281,19 @@ def test_entity_stages_rekey_by_device_and_merchant_learn_verdicts_and_survive_a
     producer.flush()
     producer.close()
 
-    def labels_passed_on() -> int:
-        consumer = KafkaConsumer(topics.BY_ENTITY["merchant"], bootstrap_servers=bootstrap,
-                                 auto_offset_reset="earliest", consumer_timeout_ms=2000)
-        n = sum(1 for m in consumer if dict(m.headers or ()).get(topics.H_LABEL) == b"True")
-        consumer.close()
-        return n
+    def verdicts_kept() -> list:
+        """The confirmed frauds the merchant's latest changelog record remembers."""
+        latest = {}
+        for m in records(bootstrap, "riskcockpit-merchant_state-changelog"):
+            latest[m.key] = json.loads(m.value)
+        return latest.get(b'"M-BAD"', {}).get("ind", {}).get("merchant_compromise", {}).get("l", [])
 
-    wait_for(lambda: labels_passed_on() == 2, timeout=60, what="dispositions passed to the merchant stage",
-             processes=stack.processes)
-    time.sleep(3)  # let the stage learn them and write the merchant's changelog
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(60)
+    wait_for(lambda: sorted(verdicts_kept()) == ["ent-10", "ent-11"], timeout=60,
+             what="the merchant's state with both verdicts in its changelog", processes=stack.processes)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait(60)
     stack.start_worker()
     produce(bootstrap, [tx(20, "SHOP-9", merchant_id="M-BAD", direction="debit")])
     wait_for(lambda: stack.count("scores", "tx_id = 'ent-20'") == 1, timeout=120, what="the purchase after restart",
@@ -330,6 +366,9 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
         # transactions.repartition for a record that went through an entity stage.)
         assert scored(f"tx_id IN ({last}) AND fraud_probability >= 0") == 100
         assert "label 'maybe' is not confirmed_fraud or false_positive" in processes.log("worker")
+        # One worker owns every partition, so it ran each entity stage itself: nothing hopped.
+        for entity, topic in topics.BY_ENTITY.items():
+            assert records(settings.kafka.servers, topic) == [], f"records went through {topic}"
     finally:
         sink.stop()
         thread.join(10)
