@@ -217,8 +217,8 @@ def create_app(settings: Settings) -> faust.App:
         for tp in revoked:
             scorer.models.pop(tp.partition, None)
 
-    def local_partition(entity: str, key: str) -> int | None:
-        """The partition of ``entity``'s stage that owns ``key``, if this worker owns it.
+    def local_state(out: Outbox, entity: str, key: str) -> dict | None:
+        """``key``'s state in ``entity``'s table if this worker owns its partition, else None.
 
         Faust assigns partition p of every topic of the same partition count to one worker, with
         the tables' changelog partitions p, so one worker alone owns them all and two own half
@@ -228,7 +228,9 @@ def create_app(settings: Settings) -> faust.App:
         under a batch: Faust waits for in-flight events to be acked before a rebalance.
         """
         partition = topics.owning_partition(key.encode(), partitions)
-        return partition if app.assignor.is_active(TP(topics.BY_ENTITY[entity], partition)) else None
+        if not app.assignor.is_active(TP(topics.BY_ENTITY[entity], partition)):
+            return None
+        return entity_state(out, stage_tables[entity], partition, key)
 
     async def pass_on(out: Outbox, tx, value: bytes, carried: list, after: str | None = None) -> bool:
         """Take ``tx`` through its entity stages after ``after``, adding their signals to
@@ -239,12 +241,12 @@ def create_app(settings: Settings) -> faust.App:
             if key is None:  # not applicable, said on the way
                 carried += scorer.entity_signals(entity, tx, {})
                 continue
-            partition = local_partition(entity, key)
-            if partition is None:
+            state = local_state(out, entity, key)
+            if state is None:
                 await out.send(topics.BY_ENTITY[entity], key.encode(), value,
                                headers=[(topics.H_SIGNALS, encode_signals(carried))])
                 return True
-            carried += scorer.entity_signals(entity, tx, entity_state(out, stage_tables[entity], partition, key))
+            carried += scorer.entity_signals(entity, tx, state)
         return False
 
     def learn_disposition(message):
@@ -277,11 +279,11 @@ def create_app(settings: Settings) -> faust.App:
             key = getattr(tx, ENTITY_FIELDS[entity])
             if key is None:
                 continue
-            partition = local_partition(entity, key)
-            if partition is None:
+            state = local_state(out, entity, key)
+            if state is None:
                 await out.send(topics.BY_ENTITY[entity], key.encode(), value, headers=[(topics.H_LABEL, label)])
             else:
-                scorer.learn_label(entity, tx, entity_state(out, stage_tables[entity], partition, key), is_fraud)
+                scorer.learn_label(entity, tx, state, is_fraud)
 
     @app.agent(source)
     async def score(stream):
