@@ -1,5 +1,6 @@
 """End-to-end numbers on one machine: broker and worker start-up, transactions/s through Kafka
-and one worker next to a pass-through Faust agent on the same broker, and decision latency.
+and one worker next to a pass-through Faust agent on the same broker, and the latency of each at
+fixed offered rates: what Faust alone gives on this machine, beside what the worker gives.
 
     python bench/pipeline.py [--count 30000] [--rates 500,1500,3000] [--seconds 15]
 
@@ -88,9 +89,9 @@ def main() -> None:
     try:
         # Decision latency is from the broker's append of the transaction to its append of the
         # decision: what the producer's own batching adds is the bank's to choose, not ours.
-        ensure_topics(bootstrap, 4, (topics.TRANSACTIONS, topics.SCORES),
+        ensure_topics(bootstrap, 4, (topics.TRANSACTIONS, topics.SCORES, "bench.passthrough"),
                       configs={"message.timestamp.type": "LogAppendTime"})
-        ensure_topics(bootstrap, 4, topics.ALL + ("bench.passthrough",))
+        ensure_topics(bootstrap, 4, topics.ALL)
         start = datetime.now(UTC) - timedelta(hours=2)
         stream = SyntheticStream(seed=1, accounts=20_000, rate=20, start=start, fraud_share=0.01)
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
@@ -99,49 +100,59 @@ def main() -> None:
         producer.flush()
         print(f"backlog produced                {args.count:8d} tx")
 
-        def cpu_per_tx(pid: int, topic: str) -> tuple[float, float, float]:
+        def cpu_per_tx(pid: int, topic: str, count: int) -> tuple[float, float, float]:
             """Throughput through ``topic``, and µs of CPU per transaction of process ``pid`` and
             of the broker, from the first output record (start-up excluded) to the last."""
             output_times(bootstrap, topic, 1, 300)
             before = cpu_seconds(pid), cpu_seconds(broker.pid())
-            throughput = rate(output_times(bootstrap, topic, args.count, 900))
-            used = [(cpu_seconds(p) - b) / args.count * 1e6 for p, b in zip((pid, broker.pid()), before, strict=True)]
+            throughput = rate(output_times(bootstrap, topic, count, 900))
+            used = [(cpu_seconds(p) - b) / count * 1e6 for p, b in zip((pid, broker.pid()), before, strict=True)]
             return throughput, *used
 
+        # One iterator for every rate: each ``iter`` of a stream starts it again, with the same tx_ids,
+        # and a rate's latencies then matched the earlier rates' outputs too.
+        live = iter(SyntheticStream(seed=2, accounts=20_000, rate=20, fraud_share=0.01))
+        offered_rates = [float(r) for r in args.rates.split(",")]
+
+        def latencies(topic: str, already: int) -> int:
+            """Decision latency at each offered rate, printed; returns how many records ``topic``
+            holds after, ``already`` before."""
+            for offered in offered_rates:
+                sent_at = {}
+                for record in pace(live, offered, args.seconds):
+                    sent_at[record["tx_id"]] = producer.send(
+                        topics.TRANSACTIONS, key=record["account_id"].encode(), value=json.dumps(record).encode())
+                producer.flush()
+                sources = {tx_id: future.get(30).timestamp for tx_id, future in sent_at.items()}
+                outputs = output_times(bootstrap, topic, already + len(sent_at), 600)
+                latencies = sorted(ts - sources[tx_id] for ts, tx_id in outputs if tx_id in sources)
+                already += len(sent_at)
+                if latencies:
+                    p50 = statistics.median(latencies)
+                    p99 = latencies[int(len(latencies) * 0.99) - 1]
+                    print(f"  latency @ {offered:5.0f} tx/s offered   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   "
+                          f"({len(latencies)} tx over {args.seconds:.0f} s)")
+            return already
+
+        # The pass-through agent first, over the backlog and at the offered rates; the worker
+        # then scores everything the agent copied, and the same rates again.
         procs.append(spawn([sys.executable, str(HERE / "passthrough.py")], env))
-        passthrough, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, "bench.passthrough")
-        os.killpg(procs[-1].pid, signal.SIGTERM)
-        procs[-1].wait()
+        passthrough, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, "bench.passthrough", args.count)
         print(f"pass-through Faust agent        {passthrough:8.0f} tx/s   CPU µs/tx: agent {cpu:5.0f}, "
               f"broker {broker_cpu:5.0f}")
+        total = latencies("bench.passthrough", args.count)
+        os.killpg(procs[-1].pid, signal.SIGTERM)
+        procs[-1].wait()
 
         t0 = time.monotonic()
         procs.append(spawn([sys.executable, "-m", "riskcockpit", "worker", "--loglevel", "warn"], env))
         output_times(bootstrap, topics.SCORES, 1, 300)  # blocks until the first score
         print(f"worker start-up to first score  {time.monotonic() - t0:8.1f} s")
-        worker, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, topics.SCORES)
+        worker, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, topics.SCORES, total)
         print(f"riskcockpit worker (1 process)  {worker:8.0f} tx/s   CPU µs/tx: worker {cpu:5.0f}, "
               f"broker {broker_cpu:5.0f}   = {worker / passthrough:.0%} of pass-through")
-        print(f"changelog bytes per transaction {changelog_bytes(work / 'kafka' / 'logs') / args.count:8.0f}")
-
-        live = SyntheticStream(seed=2, accounts=20_000, rate=20, fraud_share=0.01)
-        offset_base = args.count
-        for offered in [float(r) for r in args.rates.split(",")]:
-            sent_at = {}
-            for record in pace(iter(live), offered, args.seconds):
-                sent_at[record["tx_id"]] = producer.send(topics.TRANSACTIONS, key=record["account_id"].encode(),
-                                                         value=json.dumps(record).encode())
-            producer.flush()
-            n = len(sent_at)
-            sources = {tx_id: future.get(30).timestamp for tx_id, future in sent_at.items()}
-            scores = output_times(bootstrap, topics.SCORES, offset_base + n, 600)
-            latencies = sorted(ts - sources[tx_id] for ts, tx_id in scores if tx_id in sources)
-            offset_base += n
-            if latencies:
-                p50 = statistics.median(latencies)
-                p99 = latencies[int(len(latencies) * 0.99) - 1]
-                print(f"decision latency @ {offered:5.0f} tx/s   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   "
-                      f"({len(latencies)} tx over {args.seconds:.0f} s)")
+        print(f"changelog bytes per transaction {changelog_bytes(work / 'kafka' / 'logs') / total:8.0f}")
+        latencies(topics.SCORES, total)
     finally:
         for proc in procs:
             if proc.poll() is None:
