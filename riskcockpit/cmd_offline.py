@@ -227,7 +227,7 @@ def indicators_list(obj, as_json):
 def indicators_show(obj, name):
     """One indicator: typology, parameters with defaults, state kept, fields required, example."""
     from indicators.base import REGISTRY
-    from riskcockpit.catalog import describe, fields_required
+    from riskcockpit.catalog import STRESS, describe, fields_required
 
     if name not in REGISTRY:
         click.echo(f"Error: {name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}", err=True)
@@ -252,7 +252,7 @@ def indicators_show(obj, name):
         lines.append("  (none)")
     origin = "" if e["state_origin"] == "state_doc" else " (derived: no state_doc)"
     lines += ["", f"state kept{origin}: {e['state']}",
-              f"state size: at most {e['state_bytes']:,} bytes of JSON per {e['entity']} (stress test at the defaults)"]
+              f"state size: at most {e['state_bytes']:,} bytes of JSON per {e['entity']} ({STRESS})"]
     if e["example"]:
         lines += ["", "example:", *("  " + line for line in e["example"].splitlines())]
     click.echo("\n".join(lines))
