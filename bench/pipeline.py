@@ -125,17 +125,17 @@ def main() -> None:
                 producer.flush()
                 sources = {tx_id: future.get(30).timestamp for tx_id, future in sent_at.items()}
                 outputs = output_times(bootstrap, topic, already + len(sent_at), 600)
-                latencies = sorted(ts - sources[tx_id] for ts, tx_id in outputs if tx_id in sources)
+                waits = sorted(ts - sources[tx_id] for ts, tx_id in outputs if tx_id in sources)
                 already += len(sent_at)
-                if latencies:
-                    p50 = statistics.median(latencies)
-                    p99 = latencies[int(len(latencies) * 0.99) - 1]
+                if waits:
+                    p50 = statistics.median(waits)
+                    p99 = waits[int(len(waits) * 0.99) - 1]
                     print(f"  latency @ {offered:5.0f} tx/s offered   p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   "
-                          f"({len(latencies)} tx over {args.seconds:.0f} s)")
+                          f"({len(waits)} tx over {args.seconds:.0f} s)")
             return already
 
         # The pass-through agent first, over the backlog and at the offered rates; the worker
-        # then scores everything the agent copied, and the same rates again.
+        # then scores every transaction the agent copied, and takes the same rates again.
         procs.append(spawn([sys.executable, str(HERE / "passthrough.py")], env))
         passthrough, cpu, broker_cpu = cpu_per_tx(procs[-1].pid, "bench.passthrough", args.count)
         print(f"pass-through Faust agent        {passthrough:8.0f} tx/s   CPU µs/tx: agent {cpu:5.0f}, "
