@@ -23,6 +23,7 @@ import json
 import random
 import sys
 import textwrap
+from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel, BeforeValidator
@@ -261,9 +262,9 @@ def render_markdown() -> str:
     for e in entries:
         out.append(f"| [`{e['name']}`](#{e['name']}) | {e['family']} | {e['entity']} | {_cell(e['typology'])} | "
                    f"{', '.join(e['requires']) or '—'} |")
-    per_entity: dict[str, int] = {}
+    per_entity: Counter[str] = Counter()
     for e in entries:
-        per_entity[e["entity"]] = per_entity.get(e["entity"], 0) + e["state_bytes"]
+        per_entity[e["entity"]] += e["state_bytes"]
     out += ["", "State per entity with every indicator enabled, the sum of each one's size below "
             f"({STRESS}): " + ", ".join(f"{entity} {size:,} bytes" for entity, size in per_entity.items()) + ". "
             "An account also keeps its last `dedup_memory` decisions (8 by default) to answer redeliveries, "
