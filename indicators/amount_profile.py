@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import exp, log
+
 from pydantic import Field
 
 from indicators.base import NO_HIT, Indicator, Params, Signal, register
@@ -145,3 +147,56 @@ class RoundAmount(Indicator):
 
     def learn_one(self, state, tx):
         pass  # stateless
+
+
+class CategoryAmountRatioParams(Params):
+    ratio: float = Field(5.0, gt=1, description="hit at or above this multiple of the account's usual amount at this kind of merchant")
+    min_history: int = Field(3, ge=1, description="transactions at this kind of merchant needed before judging")
+    max_categories: int = Field(32, ge=1, description="merchant categories remembered per account (the least recent is forgotten)")
+
+
+@register
+class CategoryAmountRatio(Indicator):
+    """Amount as a multiple of what the account usually spends at this kind of merchant (MCC).
+
+    A 300 grocery bill is news for a customer whose groceries cost 40, and nothing for one who
+    books flights at 900: each category has its own usual level (a geometric mean, so one big
+    bill does not move it far). The value is the multiple.
+
+    >>> from indicators.base import tx_at
+    >>> ind, state = CategoryAmountRatio(min_history=2), {}
+    >>> [ind.evaluate(state, tx_at(m, a, mcc=c)).value for m, (a, c) in
+    ...  enumerate([(40, "5411"), (40, "5411"), (900, "4511"), (400, "5411")])]
+    [None, None, None, 10.0]
+    """
+
+    name = "category_amount_ratio"
+    family = "amount"
+    typology = "stolen card spent where the customer spends, at amounts the customer never spends there"
+    requires = ("mcc",)
+    Params = CategoryAmountRatioParams
+    state_doc = "`c`: per MCC [transactions, mean log amount] (at most `max_categories`, least recent forgotten)."
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._short = short_history(self.name, self.p.min_history)
+
+    def score_one(self, state, tx):
+        seen = state.get("c", {}).get(tx.mcc)
+        if seen is None or seen[0] < self.p.min_history:
+            return self._short[0 if seen is None else seen[0]]
+        ratio = tx.amount / exp(seen[1])
+        hit = ratio >= self.p.ratio
+        return new_signal((self.name, round(ratio, 3), hit,
+                           f"amount {tx.amount:,.2f} is {ratio:.1f}x the account's usual at MCC {tx.mcc}"
+                           if hit else NO_HIT))
+
+    def learn_one(self, state, tx):
+        categories = state.setdefault("c", {})
+        seen = categories.pop(tx.mcc, None) or [0, 0.0]  # re-inserted last: dict order is recency
+        seen[0] += 1
+        seen[1] += (log(tx.amount) - seen[1]) / seen[0]
+        categories[tx.mcc] = seen
+        if len(categories) > self.p.max_categories:
+            del categories[next(iter(categories))]

@@ -89,6 +89,9 @@ class Indicator:
     typology: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
     entity: ClassVar[str] = "account"  # a key of ENTITY_FIELDS: whose state ``state`` is
+    # Which side of the value is risky, for its evidence (indicators.evidence): "high" for a
+    # count, an amount or a ratio; "low" for a share of the entity's habits (this hour's share).
+    risky_tail: ClassVar[str] = "high"
     Params: ClassVar[type[Params]] = Params
 
     def __init__(self, params: Params | None = None, **kwargs: Any):

@@ -257,6 +257,7 @@ class UnusualChannel(Indicator):
     """
 
     name = "unusual_channel"
+    risky_tail = "low"  # a rare share of the account's activity is the risk
     family = "device_geo"
     typology = "account takeover through a channel the customer never uses"
     requires = ("channel",)

@@ -1,4 +1,5 @@
-"""Online models: an anomaly ensemble and a supervised model that learns from dispositions.
+"""Online models: an anomaly ensemble, the indicators' rarity, and a supervised model that
+learns from every label.
 
 One :class:`ModelSet` per Kafka partition (per backtest), so a partition's models move with
 the partition on a rebalance and are checkpointed with it.
@@ -9,17 +10,17 @@ the partition on a rebalance and are checkpointed with it.
   the ensemble's value is the mean percentile. Detectors learn on every ``learn_every``-th
   transaction: learning costs 5–10x scoring, and the distribution of normal traffic does not
   need every event to be learned.
-- Supervised: River ``LogisticRegression`` on the same features, taught by analysts'
-  dispositions (confirmed fraud / false positive) as they arrive, however late. It contributes
-  only once it has seen ``min_labels`` of each class. It reads only the non-zero features
-  (:func:`sparse_input`), a third of them on the generator's stream: with no L1/L2 penalty a
-  zero feature adds nothing to the dot product and gets a zero gradient, so AdaGrad leaves its
-  weight alone, and the model learns and predicts exactly as on every feature, at a third of
-  the cost. AdaGrad gives each feature its own step size, so no scaler is needed; a scaler's
-  statistics would come from the few, alerted, transactions analysts judge, not from the
-  traffic scored. On the generator's stream this cut the ranking errors left after an hour's
-  dispositions by about half (ROC AUC 0.926 with a scaler and plain SGD, 0.966 without) and
-  the cost of learning one by two thirds.
+- Rarity (:mod:`indicators.evidence`): each indicator's recent values, to grade its evidence.
+- Supervised: River ``LogisticRegression`` over crossed one-hot bins of the stored features
+  (:func:`crossed`): each feature's bin, the amount, the local hour and the merchant category
+  and their crosses, so a linear learner learns thresholds ("above X at this kind of
+  merchant") and interactions. It learns from every disposition, however late (analysts'
+  verdicts and bulk labels alike): every confirmed fraud, and ``negative_share`` of the rest
+  chosen by tx_id (negative subsampling: fraud is rare, and every legitimate label would drown
+  it); its probability is corrected back to all traffic (:meth:`SupervisedParams.calibrated`).
+  It contributes once it has seen ``min_labels`` of each class, with a share of the score that
+  grows to its full share at ``full_after`` confirmed frauds: all of the score when labels
+  cover the traffic, half when they cover only a selected part (:meth:`SupervisedParams.share`).
 
 Checkpoints are zlib-compressed pickles (:meth:`ModelSet.dumps`); what was learned since the
 last checkpoint is the loss bound on a crash (``checkpoint_every`` transactions per partition).
@@ -32,15 +33,17 @@ import math
 import pickle
 import zlib
 from collections import deque
+from math import log1p
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from river import anomaly, compose, linear_model, optim, preprocessing
 
 from indicators.base import NO_HIT, Signal
+from indicators.evidence import EvidenceParams, Rarity
 from streams.contract import Transaction
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class _Config(BaseModel):
@@ -96,18 +99,44 @@ class AnomalyParams(_Config):
 
 class SupervisedParams(_Config):
     enabled: bool = True
-    weight: float = Field(40.0, ge=0, le=100, description="points at probability 1")
     min_labels: int = Field(20, ge=1, description="dispositions of each class before it contributes")
+    full_after: int = Field(200, ge=1, description="confirmed frauds from which it has its full share of the score")
     learning_rate: float = Field(0.1, gt=0, le=1, description="AdaGrad's base step size")
-    fraud_weight: float = Field(5.0, gt=0, description="confirmed frauds count this much more than false positives")
+    negative_share: float = Field(0.2, gt=0, le=1,
+                                  description="share of false-positive / legitimate labels learned; every fraud is")
     hit_probability: float = Field(0.5, gt=0, lt=1, description="listed as a reason from this probability")
 
-    def points(self, probability: float) -> float:
-        """The supervised model's points: its weight times the fraud probability, hit or not."""
-        return self.weight * probability
+    def share(self, frauds: int, labelled: int, scored: int) -> float:
+        """How much of the score the model's probability makes.
+
+        It grows from none at ``min_labels`` confirmed frauds to its full share at
+        ``full_after``, linearly. The full share is all of the score when labels come for the
+        whole traffic (chargebacks, case files: ``labelled`` ≈ ``scored``), and half when they
+        come for a small selected part of it (analysts judge what was alerted): a model that
+        never saw the rest must not overrule the label-free evidence on it.
+
+        >>> p = SupervisedParams(min_labels=20, full_after=220)
+        >>> p.share(10, 100, 100), p.share(120, 1000, 1000), p.share(5000, 9000, 10000), p.share(5000, 10, 10000)
+        (0.0, 0.5, 0.95, 0.5005)
+        """
+        if frauds <= self.min_labels:
+            return 0.0
+        ramp = min(1.0, (frauds - self.min_labels) / max(1, self.full_after - self.min_labels))
+        return ramp * (0.5 + 0.5 * min(1.0, labelled / max(1, scored)))
+
+    def learns(self, key: str, is_fraud: bool) -> bool:
+        """Negative subsampling, the same for a key on every run: every fraud, a share of the rest."""
+        return is_fraud or zlib.crc32(key.encode()) % 10_000 < self.negative_share * 10_000
+
+    def calibrated(self, p: float) -> float:
+        """The probability on all traffic, from the model's on the subsampled labels (prior
+        correction: the odds of fraud were raised by ``1 / negative_share``)."""
+        q = self.negative_share
+        return p * q / (p * q + 1.0 - p) if p < 1.0 else 1.0
 
 
 class ModelParams(_Config):
+    evidence: EvidenceParams = EvidenceParams()
     anomaly: AnomalyParams = AnomalyParams()
     supervised: SupervisedParams = SupervisedParams()
     checkpoint_every: int = Field(5000, ge=100, description="transactions per partition between checkpoints")
@@ -123,6 +152,8 @@ def features(tx: Transaction, signals: list[Signal], utc_offset_hours: float) ->
         "hour_sin": round(math.sin(hour * math.pi / 12), 6),
         "hour_cos": round(math.cos(hour * math.pi / 12), 6),
     }
+    if tx.mcc is not None:
+        x["mcc_code"] = float(tx.mcc)  # the category, for the supervised model's crosses
     for sig in signals:
         x[sig.name] = sig.value
     return x
@@ -141,13 +172,37 @@ def model_input(x: dict[str, float | None], keys=None) -> dict[str, float]:
     return out
 
 
-def sparse_input(x: dict[str, float | None]) -> dict[str, float]:
-    """:func:`model_input` without the features that are 0, for the supervised model.
+_OWN = frozenset(TX_FEATURES) | {"mcc_code"}
 
-    >>> sparse_input({"a": None, "b": 0.0, "c": 3.0, "d": -0.5})
-    {'c': 1.3862943611198906, 'd': -0.5}
+
+def crossed(x: dict[str, float | None]) -> dict[str, float]:
+    """The supervised model's input: one-hot bins, so a linear model learns thresholds.
+
+    Each non-zero feature becomes its bin (half a unit of :func:`model_input`'s log scale);
+    the amount (a quarter of a log unit), the local hour and the merchant category become
+    bins too, and are crossed pairwise, with the amount against the account's usual at that
+    category crossed with both: "above X at this kind of merchant", "above X at night".
+
+    >>> sorted(crossed({"log_amount": 5.3, "hour_sin": 0.0, "hour_cos": -1.0, "mcc_code": 5411.0,
+    ...                 "amount_zscore": 3.0, "new_device": 0.0, "unusual_hour": None}))
+    ['a21', 'a21h12', 'a21m5411', 'amount_zscore=2', 'h12', 'm5411', 'm5411h12']
     """
-    return model_input({k: v for k, v in x.items() if v})  # None and 0 are both model_input's neutral 0
+    out = {}
+    for k, v in x.items():
+        if v and k not in _OWN:
+            out[f"{k}={int((log1p(v) if v > 1 else -log1p(-v) if v < -1 else v) * 2)}"] = 1.0
+    a = f"a{int(x.get('log_amount', 0.0) * 4)}"
+    h = f"h{int(round(math.atan2(x.get('hour_sin', 0.0), x.get('hour_cos', 1.0)) * 12 / math.pi)) % 24}"
+    out[a] = out[h] = out[a + h] = 1.0
+    mcc = x.get("mcc_code")
+    if mcc is not None:
+        m = f"m{int(mcc):04d}"
+        out[m] = out[a + m] = out[m + h] = 1.0
+        ratio = x.get("category_amount_ratio")
+        if ratio:
+            c = f"c{int(log1p(ratio) * 2)}"
+            out[c + m] = out[c + a] = 1.0
+    return out
 
 
 class Percentile:
@@ -196,9 +251,13 @@ class ModelSet:
             self.detectors["svm"] = compose.Pipeline(preprocessing.StandardScaler(), anomaly.OneClassSVM(nu=a.svm.nu))
         self.calibrators = {name: Percentile(a.calibration) for name in self.detectors}
         s = params.supervised
-        # No penalty: with one, sparse_input would no longer learn what every feature would.
-        self.classifier = linear_model.LogisticRegression(optimizer=optim.AdaGrad(s.learning_rate), l1=0.0, l2=0.0) \
-            if s.enabled else None
+        # Logistic regression over crossed bins (see :func:`crossed`) learned the thresholds and
+        # interactions better than River's trees and forests did on two sources, at a fraction of
+        # their cost (docs/decisions/0001-score.md). AdaGrad: a step size per bin, rare bins
+        # learn fast. The intercept learns slowly: the classes' balance is stable.
+        self.classifier = linear_model.LogisticRegression(optimizer=optim.AdaGrad(s.learning_rate),
+                                                          intercept_lr=0.01, l1=0.0, l2=0.0) if s.enabled else None
+        self.rarity = Rarity(params.evidence)
         self.labels = {True: 0, False: 0}
         self.seen = 0
         self.since_checkpoint = 0
@@ -222,20 +281,25 @@ class ModelSet:
             "fraud_probability": None,
         }
         if self.classifier is not None and min(self.labels.values()) >= self.params.supervised.min_labels:
-            # The supervised model sees every non-zero feature, not only the detectors' list: hits an
-            # analyst confirmed may be yes/no ones.
-            p = self.classifier.predict_proba_one(sparse_input(stored)).get(True, 0.0)
-            out["fraud_probability"] = round(p, 4)
+            p = self.classifier.predict_proba_one(crossed(stored)).get(True, 0.0)
+            out["fraud_probability"] = round(self.params.supervised.calibrated(p), 6)
+            out["supervised_share"] = round(self.params.supervised.share(
+                self.labels[True], self.labels[True] + self.labels[False], self.seen), 4)
         return out
 
-    def feedback(self, stored: dict[str, float | None], is_fraud: bool) -> None:
-        """Learn one disposition: the features stored with the decision, and the analyst's verdict."""
+    def feedback(self, stored: dict[str, float | None], is_fraud: bool, key: str = "") -> None:
+        """Learn one disposition: the features stored with the decision, and the verdict.
+
+        Every confirmed fraud is learned; of the rest, the share ``negative_share`` chosen by
+        ``key`` (the tx_id), so a run learns the same labels whatever the order of processes.
+        Fraud is rare: learning every legitimate label drowns the few frauds, and costs more.
+        """
         if self.classifier is None:
             return
-        x = sparse_input(stored)
-        weight = self.params.supervised.fraud_weight if is_fraud else 1.0
-        self.classifier.learn_one(x, bool(is_fraud), w=weight)
-        self.labels[bool(is_fraud)] += 1
+        is_fraud = bool(is_fraud)
+        self.labels[is_fraud] += 1
+        if self.params.supervised.learns(key, is_fraud):
+            self.classifier.learn_one(crossed(stored), is_fraud)
 
     def anomaly_signal(self, out: dict) -> tuple[Signal, float]:
         """The ensemble as a reason with its points: 0 below the hit percentile, full at the top."""
@@ -254,23 +318,27 @@ class ModelSet:
         s = self.params.supervised
         if p is None:
             return Signal("fraud_model", None, False, f"learning from dispositions {self.labels}"), 0.0
+        share = out["supervised_share"]
         return Signal("fraud_model", p, p >= s.hit_probability,
-                      f"{p:.0%} like confirmed frauds (from {sum(self.labels.values())} dispositions)"), s.points(p)
+                      f"{p:.1%} like confirmed frauds (from {sum(self.labels.values())} dispositions; "
+                      f"{share:.0%} of the score)"), share
 
     def due_for_checkpoint(self) -> bool:
         return self.since_checkpoint >= self.params.checkpoint_every
 
     def dumps(self) -> bytes:
         self.since_checkpoint = 0
-        state = (CHECKPOINT_FORMAT, self.detectors, self.calibrators, self.classifier, self.labels, self.seen)
+        state = (CHECKPOINT_FORMAT, self.detectors, self.calibrators, self.classifier, self.labels, self.seen,
+                 self.rarity)
         return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 6)
 
     @classmethod
     def loads(cls, blob: bytes, params: ModelParams) -> ModelSet:
-        version, detectors, calibrators, classifier, labels, seen = pickle.loads(zlib.decompress(blob))
-        if version != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {version}, expected {CHECKPOINT_FORMAT}")
+        state = pickle.loads(zlib.decompress(blob))
+        if state[0] != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state[0]}, expected {CHECKPOINT_FORMAT}")
+        _, detectors, calibrators, classifier, labels, seen, rarity = state
         models = cls(params)
         models.detectors, models.calibrators, models.classifier = detectors, calibrators, classifier
-        models.labels, models.seen = labels, seen
+        models.labels, models.seen, models.rarity = labels, seen, rarity
         return models

@@ -1,15 +1,23 @@
-"""The scoring core: indicators + anomaly model → a 0–100 risk score and a tier.
+"""The scoring core: indicators + models → a 0–100 risk score and a tier.
 
 Plain Python with no Kafka in it, so the Faust worker and offline tools run the same code.
-Each hit contributes its configured weight (points); contributions combine like independent
-evidence, ``score = 100 · (1 − Π(1 − wᵢ/100))``, so two 40-point hits give 64, not 80, and
-the score never passes 100. Tiers are score floors from ``config/indicators.yaml``.
+
+- **Label-free**: each indicator adds points by how rare its value is on recent traffic
+  (:mod:`indicators.evidence`), up to its configured weight; the anomaly ensemble adds points
+  above its hit percentile. Points combine like independent evidence,
+  ``100 · (1 − Π(1 − pᵢ/100))``, so the score never passes 100.
+- **Supervised**: once the partition's model has learned enough confirmed frauds, its
+  probability takes a growing share of the score (:func:`blend`), all of it from
+  ``models.supervised.full_after`` frauds on. Each record says which ``regime`` scored it.
+
+Tiers are score floors from ``config/indicators.yaml``; hard rules only raise them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -157,19 +165,32 @@ def combine(points) -> float:
     return round(100 * (1 - remaining), 2)
 
 
+def blend(label_free: float, probability: float, share: float) -> float:
+    """The score once the supervised model has a ``share`` of it: its probability (as 0–100)
+    and the label-free score, weighed by that share.
+
+    >>> blend(40.0, 0.9, 0.0), blend(40.0, 0.9, 0.5), blend(40.0, 0.9, 1.0)
+    (40.0, 65.0, 90.0)
+    """
+    return round((1 - share) * label_free + share * 100 * probability, 2)
+
+
 def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int]:
     """The score and tier of a stored decision from its reasons alone, with the config it names.
 
-    Each reason's points come from the config, not from the record: an indicator's hit adds its
-    weight, the models' points follow from their stored outputs (percentile, probability), and
-    a hard rule raises the tier. A record whose stored score or tier differs from this was not
+    Each reason's points come from the config, not from the record: an indicator adds its
+    weight graded by the stored rarity of its value (``evidence``; a hit before the reference
+    was warm: the full weight), the anomaly ensemble's points follow from its stored
+    percentile, the supervised model's probability takes its stored ``share`` of the score,
+    and a hard rule raises the tier. A record whose stored score or tier differs from this was not
     produced by that config, or was altered. ``reasons`` may be the stored JSON text.
 
     >>> config = ScoringConfig.model_validate({"indicators": {"large_amount": {"weight": 40}}})
     >>> record = {"config_hash": config.hash, "reasons": [
-    ...     {"indicator": "large_amount", "value": 5000.0}, {"indicator": "fraud_model", "value": 0.5}]}
-    >>> recompute(record, config)
-    (52.0, 1)
+    ...     {"indicator": "large_amount", "value": 5000.0, "evidence": 6.0},
+    ...     {"indicator": "fraud_model", "value": 0.5, "share": 0.5}]}
+    >>> recompute(record, config)  # 40 · (1 − e^(−(6 − ln 20)/2)) = 31.1 points, half of it; half of 50
+    (40.55, 1)
     """
     if record["config_hash"] != config.hash:
         raise ValueError(f"the record was scored with config {record['config_hash']}, not {config.hash}")
@@ -178,7 +199,7 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
         reasons = json.loads(reasons)
     rules = {rule.name: rule for rule in config.rules}
     models = config.models
-    points, floor = [], 0
+    points, floor, supervised = [], 0, None
     for reason in reasons:
         name = reason["indicator"]
         if name.startswith("rule:"):
@@ -189,12 +210,15 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
         elif name == "anomaly_model":
             points.append(models.anomaly.points(reason["value"]))
         elif name == "fraud_model":
-            points.append(models.supervised.points(reason["value"]))
+            supervised = reason
         elif name in config.indicators:
-            points.append(config.indicators[name].weight)
+            weight, evidence = config.indicators[name].weight, reason.get("evidence")
+            points.append(weight if evidence is None else models.evidence.points(weight, evidence))
         else:
             raise ValueError(f"reason {name!r} is not an indicator of config {config.hash}")
     score = combine(points)
+    if supervised is not None:
+        score = blend(score, supervised["value"], supervised["share"])
     return score, max(config.tiers.tier(score), floor)
 
 
@@ -262,16 +286,23 @@ class Scorer:
                        for stage in self.stages.values() for ind in stage.indicators]
         if carried:
             signals += carried
-        weights = self.weights
-        # Only hits carry points among the indicators; a miss would multiply by exactly 1.
-        contributions = [(sig, weights[sig.name]) for sig in signals if sig.hit]
         x = features(tx, signals, self.config.models.utc_offset_hours)
         models = self.model_set(source[0])
+        contributions = self._evidence(models, signals)
         out = models.score_one(x)
-        contributions += [models.anomaly_signal(out), models.supervised_signal(out)]
-        score = combine(points for _, points in contributions)
+        anomaly, anomaly_points = models.anomaly_signal(out)
+        contributions.append((anomaly, anomaly_points, None))
+        label_free = combine(points for _, points, _ in contributions)
+        supervised, share = models.supervised_signal(out)
+        score, regime = label_free, "label-free"
+        if share > 0:
+            # The switch is gradual: the model's share grows with the frauds it has learned.
+            score = blend(label_free, supervised.value, share)
+            contributions.append((supervised, round(share * 100 * supervised.value, 2), share))
+            regime = "supervised" if share >= 0.5 else "blended"  # supervised: the model makes most of it
         record = self._record(tx, score, contributions, out, source)
-        hits = {sig.name for sig, _ in contributions if sig.hit}
+        record["label_free_score"], record["regime"] = label_free, regime
+        hits = {sig.name for sig in signals if sig.hit} | {sig.name for sig, _, _ in contributions if sig.hit}
         for rule in self.config.rules:
             if rule.matches(tx, hits) and rule.min_tier > record["tier"]:
                 # Rules only raise the tier: the score stays what the evidence says.
@@ -284,6 +315,26 @@ class Scorer:
             while len(recent) > self.config.dedup_memory:
                 del recent[next(iter(recent))]
         return record
+
+    def _evidence(self, models: ModelSet, signals: list[Signal]) -> list[tuple[Signal, float, float | None]]:
+        """(signal, points, surprisal) of each indicator that adds points: graded by the rarity
+        of its value (:mod:`indicators.evidence`); before the partition's reference is warm, a
+        hit at its full weight and no surprisal."""
+        ranked = models.rarity.surprisal(signals)
+        weights = self.weights
+        if not models.rarity.warm:
+            return [(sig, weights[sig.name], None) for sig in signals if sig.hit]
+        points_of = self.config.models.evidence.points
+        out = []
+        for sig, surprisal in ranked:
+            surprisal = round(surprisal, 4)  # as stored, so a recomputation gets the same points
+            points = points_of(weights[sig.name], surprisal)
+            if points > 0:
+                if not sig.hit:
+                    sig = sig._replace(reason=f"{sig.value:g}: reached by 1 in {math.exp(surprisal):,.0f} "
+                                              f"recent transactions")
+                out.append((sig, points, surprisal))
+        return out
 
     def score_offline(self, tx: Transaction, states: dict[str, dict[str, dict]]) -> dict[str, Any]:
         """Every stage in one process: the entity stages, then the account's. ``states`` maps
@@ -299,7 +350,7 @@ class Scorer:
 
     def feedback(self, record: dict[str, Any], is_fraud: bool) -> None:
         """Teach the supervised model one disposition, from the features stored with the decision."""
-        self.model_set(record.get("source_partition", -1)).feedback(record["features"], is_fraud)
+        self.model_set(record.get("source_partition", -1)).feedback(record["features"], is_fraud, record["tx_id"])
 
     def feedback_offline(self, tx: Transaction, record: dict[str, Any], is_fraud: bool,
                          states: dict[str, dict[str, dict]]) -> None:
@@ -312,8 +363,10 @@ class Scorer:
 
     def _record(self, tx, score, contributions, out, source) -> dict[str, Any]:
         reasons = [
-            {"indicator": sig.name, "value": sig.value, "contribution": round(points, 2), "reason": sig.reason}
-            for sig, points in sorted((c for c in contributions if c[1] > 0), key=lambda c: -c[1])
+            {"indicator": sig.name, "value": sig.value, "contribution": round(points, 2), "reason": sig.reason,
+             **({} if evidence is None else {"share" if sig.name == "fraud_model" else "evidence": evidence})}
+            for sig, points, evidence in sorted((c for c in contributions if c[1] > 0 or c[0].name == "fraud_model"),
+                                                key=lambda c: -c[1])
         ]
         return {
             "tx_id": tx.tx_id,

@@ -30,6 +30,7 @@ class UnusualHour(Indicator):
     """
 
     name = "unusual_hour"
+    risky_tail = "low"  # a rare share of the account's activity is the risk
     family = "time"
     typology = "account takeover, night-time fraud"
     Params = UnusualHourParams

@@ -41,7 +41,9 @@ so file line = row + 1), the 1-based row for Parquet, the line number for JSON l
 
 Output (``--out``, Parquet), one row per valid input transaction in event-time order: ``tx_id``,
 ``ts`` (UTC, ms), ``account_id``, ``partition`` (whose models scored it), ``amount``, ``risk_score`` (0–100), ``tier`` (0–3),
-``model_score``, ``config_hash``, ``reasons`` (JSON text, as in ``risk.scores``), ``label`` (with
+``model_score``, ``label_free_score`` (the score without the supervised model), ``fraud_probability``
+(−1 before the model contributes), ``regime`` (``label-free``, ``blended`` or ``supervised``: how much
+of the score the supervised model made), ``config_hash``, ``reasons`` (JSON text, as in ``risk.scores``), ``label`` (with
 ``--labels``) and ``ind_<name>`` per enabled indicator: ``record["features"][name]``, the
 indicator's value (null: not applicable). Malformed rows go, with
 their row number, reason and original values, to ``OUT.rejected.jsonl``. Metrics count a
@@ -511,13 +513,16 @@ class Result:
 
 def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay: str | int = "7d",
                  progress: Callable[[int, str], None] | None = None, partitions: int = 1,
-                 processes: int = 1, write_rejects: bool = True) -> Result:
+                 processes: int = 1, write_rejects: bool = True, test_from: datetime | None = None,
+                 k: int = 100) -> Result:
     """Score ``loaded`` in event-time order and write one Parquet row per valid transaction.
 
     The worker's stages over a topic of ``partitions`` partitions, spread over ``processes``
     (:mod:`riskcockpit.backtest_stages`). With labels, each disposition reaches the scorer once
     per ``tx_id`` and never before its transaction's time plus ``feedback_delay``. Rejected rows
     go to ``OUT.rejected.jsonl`` unless ``write_rejects`` is false (a second run of the same file).
+    With ``test_from``, metrics count only the transactions from then on: the rest warms the
+    state and the models, as the months before a go-live would.
     """
     import numpy as np
     import pyarrow as pa
@@ -557,6 +562,8 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
               "partition": pa.array(owner, pa.int16()),
               "amount": pa.array([tx.amount for tx in txs], pa.float64()),
               "risk_score": scored["risk_score"], "tier": scored["tier"], "model_score": scored["model_score"],
+              "label_free_score": scored["label_free_score"], "fraud_probability": scored["fraud_probability"],
+              "regime": scored["regime"],
               "config_hash": pa.array([scorer.config_hash] * n, pa.string()), "reasons": scored["reasons"]}
     labels = [label for _, _, label in loaded.items]
     if labelled:
@@ -576,16 +583,23 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     result = Result(loaded, out, rejected_file, n, duplicates, sum(s.fed_back for s in shards), seconds,
                     sum(s.core_seconds for s in shards), extra={"phases": phases}, table=table)
     if labelled:
-        result.metrics = evaluate(labels, table["risk_score"].to_pylist(), table["tier"].to_pylist(),
-                                  table["tx_id"].to_pylist())
+        tested = range(n) if test_from is None else [i for i, tx in enumerate(txs) if tx.ts >= test_from]
+        column = {name: table[name].to_pylist() for name in ("risk_score", "tier", "tx_id", "account_id")}
+        pick = lambda name: [column[name][i] for i in tested]  # noqa: E731
+        result.metrics = evaluate([labels[i] for i in tested], pick("risk_score"), pick("tier"), pick("tx_id"),
+                                  [txs[i].ts_ms // 86_400_000 for i in tested], pick("account_id"), k)
+        result.metrics["test_from"] = test_from
     return result
 
 
 # ------------------------------------------------------------------------------------------------ metrics
 
 
-def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: list[str] | None = None) -> dict:
-    """ROC AUC and average precision of the score; precision / recall / volume of ``tier >= k``.
+def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: list[str] | None = None,
+             days: list[int] | None = None, entities: list[str] | None = None, k: int = 100) -> dict:
+    """ROC AUC and average precision of the score; precision / recall / volume of ``tier >= k``;
+    with ``days`` (epoch days) and ``entities`` (accounts), alerts per day of each tier and card
+    precision@k (:func:`card_precision_at_k`).
 
     Repeated ``tx_id`` (a redelivery answered from the dedup memory) count once. AUC and AP are
     ``None`` when only one class is present; precision is ``None`` for a tier with no alerts.
@@ -595,6 +609,8 @@ def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: 
     if tx_ids is not None:
         keep = first_occurrences(tx_ids)
         labels, scores, tiers = [labels[i] for i in keep], [scores[i] for i in keep], [tiers[i] for i in keep]
+        days = None if days is None else [days[i] for i in keep]
+        entities = None if entities is None else [entities[i] for i in keep]
     n, positives = len(labels), sum(labels)
     both = 0 < positives < n
     metrics: dict[str, Any] = {
@@ -603,14 +619,45 @@ def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: 
         "average_precision": float(average_precision_score(labels, scores)) if positives else None,
         "tiers": {},
     }
-    for k in (1, 2, 3):
-        alerts = sum(1 for t in tiers if t >= k)
-        hits = sum(1 for t, y in zip(tiers, labels) if t >= k and y)
-        metrics["tiers"][k] = {
+    for tier in (1, 2, 3):
+        alerts = sum(1 for t in tiers if t >= tier)
+        hits = sum(1 for t, y in zip(tiers, labels) if t >= tier and y)
+        metrics["tiers"][tier] = {
             "alerts": alerts, "alert_share": alerts / n if n else None, "true_alerts": hits,
             "precision": hits / alerts if alerts else None, "recall": hits / positives if positives else None,
         }
+        if days is not None:
+            metrics["tiers"][tier]["per_day"] = alerts / len(set(days)) if days else None
+    if days is not None and entities is not None:
+        metrics["card_precision_at_k"], metrics["k"] = card_precision_at_k(labels, scores, days, entities, k), k
     return metrics
+
+
+def card_precision_at_k(labels: list[bool], scores: list[float], days: list[int], entities: list[str],
+                        k: int = 100) -> float | None:
+    """The share of fraudulent entities among each day's ``k`` riskiest, averaged over days.
+
+    An entity's risk on a day is its highest score that day; an entity found fraudulent among
+    the top ``k`` of an earlier day is left out (it is blocked by then), so each day asks what
+    an analyst team that can check ``k`` cards a day would find that is new.
+
+    >>> card_precision_at_k([True, False, True, False], [90, 80, 70, 10], [0, 0, 1, 1], ["a", "b", "a", "c"], k=1)
+    0.5
+    """
+    by_day: dict[int, dict[str, tuple[float, bool]]] = {}
+    for y, score, day, entity in zip(labels, scores, days, entities):
+        day_of = by_day.setdefault(day, {})
+        highest, fraudulent = day_of.get(entity, (score, False))
+        day_of[entity] = (max(highest, score), fraudulent or bool(y))
+    detected: set[str] = set()
+    precisions = []
+    for day in sorted(by_day):
+        ranked = sorted(((score, y, e) for e, (score, y) in by_day[day].items() if e not in detected),
+                        key=lambda item: -item[0])[:k]
+        if ranked:
+            precisions.append(sum(y for _, y, _ in ranked) / k)
+            detected |= {e for _, y, e in ranked if y}
+    return sum(precisions) / len(precisions) if precisions else None
 
 
 def first_occurrences(tx_ids: list[str]) -> list[int]:
@@ -677,15 +724,18 @@ def format_comparison(baseline: Result, candidate: Result, baseline_hash: str, c
 
 
 def format_metrics(metrics: dict) -> str:
-    lines = [f"labelled: {metrics['transactions']} transactions, {metrics['frauds']} fraud "
+    since = f" from {metrics['test_from'].isoformat()}" if metrics.get("test_from") else ""
+    lines = [f"labelled{since}: {metrics['transactions']} transactions, {metrics['frauds']} fraud "
              f"({_num(metrics['frauds'] / metrics['transactions'] if metrics['transactions'] else None, '{:.2%}')})",
              f"ROC AUC            {_num(metrics['roc_auc'])}",
-             f"average precision  {_num(metrics['average_precision'])}",
-             "alert rule        alerts   share    precision  recall"]
+             f"average precision  {_num(metrics['average_precision'])}"]
+    if "card_precision_at_k" in metrics:
+        lines.append(f"card precision@{metrics['k']:<4} {_num(metrics['card_precision_at_k'])}")
+    lines.append("alert rule        alerts   share    per day  precision  recall")
     names = {1: "watch", 2: "review", 3: "critical"}
     for k, m in metrics["tiers"].items():
         lines.append(f"tier >= {k} {names[int(k)]:<8} {m['alerts']:>7}  {_num(m['alert_share'], '{:>6.2%}')}  "
-                     f"{_num(m['precision']):>9}  {_num(m['recall']):>6}")
+                     f"{_num(m.get('per_day'), '{:>7.1f}')}  {_num(m['precision']):>9}  {_num(m['recall']):>6}")
     return "\n".join(lines)
 
 

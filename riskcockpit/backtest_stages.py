@@ -110,6 +110,7 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
 
     names = [ind.name for ind, _ in scorer.indicators]
     scores, tiers, model_scores, reasons, values = [], [], [], [], []
+    label_free, probabilities, regimes = [], [], []
     states: dict[str, dict] = {}
     pending: dict[int, deque[tuple[int, dict, bool]]] = {}  # per partition, due in queue order
     clock, core, fed_back = time.perf_counter, 0.0, 0
@@ -129,13 +130,19 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
         scores.append(record["score"])
         tiers.append(record["tier"])
         model_scores.append(record.get("model_score"))
+        label_free.append(record.get("label_free_score", record["score"]))
+        probabilities.append(record.get("fraud_probability", -1.0))
+        regimes.append(record.get("regime", "label-free"))
         reasons.append(orjson.dumps(record["reasons"]).decode())  # compact UTF-8, as json.dumps would
         features = record["features"]
         values.append([features.get(name) for name in names])
         if done is not None and n % 1000 == 0:
             done(n)
     columns = {"risk_score": pa.array(scores, pa.float64()), "tier": pa.array(tiers, pa.int8()),
-               "model_score": pa.array(model_scores, pa.float64()), "reasons": pa.array(reasons, pa.string())}
+               "model_score": pa.array(model_scores, pa.float64()), "reasons": pa.array(reasons, pa.string()),
+               "label_free_score": pa.array(label_free, pa.float64()),
+               "fraud_probability": pa.array(probabilities, pa.float64()),
+               "regime": pa.array(regimes, pa.dictionary(pa.int8(), pa.string()))}
     by_indicator = list(zip(*values)) if values else [() for _ in names]
     for name, column in zip(names, by_indicator, strict=True):
         columns[f"ind_{name}"] = pa.array(column, pa.float64())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -83,10 +84,14 @@ _FILE = click.Path(exists=True, dir_okay=False)
                    "[default: kafka.partitions of the settings]")
 @click.option("--processes", type=click.IntRange(1, 256),
               help="processes the partitions are spread over; never changes the results [default: CPUs]")
+@click.option("--test-from", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="metrics only on transactions from this UTC date or time on; the rest warms the state")
+@click.option("--k", "k", type=click.IntRange(1), default=100, show_default=True,
+              help="entities an analyst team checks a day, for card precision@k")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
 def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, feedback_delay, partitions, processes,
-             quiet):
+             test_from, k, quiet):
     """Score a CSV, Parquet or JSON-lines file of transactions with the worker's scoring core.
 
     Transactions are scored in event-time order with per-account state in memory, as a worker
@@ -121,7 +126,8 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, f
     tune_gc()
     try:
         with progress_bar(len(loaded.items), f"scoring {Path(file).name}", enabled=not quiet) as progress:
-            result = run_backtest(loaded, scorer, out, feedback_delay, progress, partitions, processes)
+            result = run_backtest(loaded, scorer, out, feedback_delay, progress, partitions, processes,
+                                  test_from=test_from and test_from.replace(tzinfo=UTC), k=k)
     except BacktestError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"scored {result.scored} transactions of {loaded.rows_read} rows in {result.seconds:.1f}s "
@@ -139,7 +145,7 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, f
         try:
             with progress_bar(len(loaded.items), f"baseline {baseline_file}", enabled=not quiet) as progress:
                 base = run_backtest(loaded, base_scorer, base_out, feedback_delay, progress, partitions, processes,
-                                    write_rejects=False)
+                                    write_rejects=False, test_from=test_from and test_from.replace(tzinfo=UTC), k=k)
             click.echo(f"\nbaseline {baseline_file} ({base_scorer.config_hash}) → {base_out}")
             click.echo(format_comparison(base, result, base_scorer.config_hash, scorer.config_hash))
         except BacktestError as exc:

@@ -18,12 +18,12 @@ Kind = Literal["alerts", "scores", "dlq", "actions", "deliveries", "silences", "
 # Columns each audit kind returns, in order; the audit CSV header is this list.
 AUDIT_COLUMNS: dict[str, tuple[str, ...]] = {
     "alerts": ("alert_id", "tx_id", "account_id", "ts", "amount", "currency", "channel", "country",
-               "score", "tier", "reasons", "model_score", "fraud_probability", "features", "config_hash", "scenario",
-               "scored_at"),
+               "score", "tier", "reasons", "model_score", "fraud_probability", "features", "regime", "label_free_score",
+               "config_hash", "scenario", "scored_at"),
     "scores": ("tx_id", "account_id", "ts", "amount", "currency", "channel", "direction", "country",
                "merchant_id", "counterparty_id", "device_id", "score", "tier", "reasons", "model_score",
-               "fraud_probability", "features", "config_hash", "scenario", "source_partition", "source_offset",
-               "scored_at"),
+               "fraud_probability", "features", "regime", "label_free_score", "config_hash", "scenario",
+               "source_partition", "source_offset", "scored_at"),
     "dlq": ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at"),
     "actions": ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at"),
     "deliveries": ("attempt_id", "notification_id", "receiver", "receiver_type", "kind", "group_key", "attempt",

@@ -27,11 +27,11 @@ log = logging.getLogger("riskcockpit.sink")
 
 SCORE_COLUMNS = ("tx_id", "account_id", "ts", "amount", "currency", "channel", "direction", "country",
                  "merchant_id", "counterparty_id", "device_id", "score", "tier", "reasons", "model_score",
-                 "fraud_probability", "features", "config_hash", "scenario", "source_partition", "source_offset",
-                 "scored_at")
+                 "fraud_probability", "features", "regime", "label_free_score", "config_hash", "scenario",
+                 "source_partition", "source_offset", "scored_at")
 ALERT_COLUMNS = ("alert_id", "tx_id", "account_id", "ts", "amount", "direction", "currency", "channel", "country",
                  "merchant_id", "device_id", "counterparty_id", "score", "tier", "reasons", "model_score",
-                 "fraud_probability", "features", "config_hash", "scenario", "scored_at")
+                 "fraud_probability", "features", "regime", "label_free_score", "config_hash", "scenario", "scored_at")
 DLQ_COLUMNS = ("source_topic", "source_partition", "source_offset", "key", "raw", "reason", "received_at")
 ACTION_COLUMNS = ("action_id", "alert_id", "action", "disposition", "actor", "comment", "at")
 SILENCE_COLUMNS = ("event_id", "silence_id", "version", "event", "matchers", "starts_at", "ends_at", "created_by",
@@ -48,7 +48,8 @@ def _time(value: str) -> datetime:
 
 
 def _result_row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
-    row = dict({"fraud_probability": -1.0, "features": {}}, **record)
+    row = dict({"fraud_probability": -1.0, "features": {}, "regime": "label-free", "label_free_score": -1.0},
+               **record)
     row.update(alert_id=record["tx_id"], ts=_time(record["ts"]), scored_at=_time(record["scored_at"]),
                reasons=json.dumps(record["reasons"], ensure_ascii=False),
                features=json.dumps(row["features"], separators=(",", ":")))

@@ -265,7 +265,7 @@ def create_app(settings: Settings) -> faust.App:
             log.warning("disposition at %s/%d/%d ignored: %s", message.topic, message.partition, message.offset, exc)
             return None
         is_fraud = label == "confirmed_fraud"
-        partition_models(message.partition).feedback(x, is_fraud)
+        partition_models(message.partition).feedback(x, is_fraud, str(item["tx_id"]))
         fields = item.get("tx") or {k: v for k, v in known.items() if k in TX_FIELDS and v not in ("", None)}
         try:
             return parse_transaction(orjson.dumps({**fields, "tx_id": item["tx_id"], "account_id": account})), is_fraud

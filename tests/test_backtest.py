@@ -122,9 +122,9 @@ def test_csv_backtest_has_the_hand_computed_answer(tmp_path, tolerant):
     assert "labelled: 200 transactions, 20 fraud" in result.output
     assert "ROC AUC            1.0000" in result.output
     assert "average precision  1.0000" in result.output
-    assert "tier >= 1 watch         20  10.00%     1.0000  1.0000" in result.output
-    assert "tier >= 2 review        20  10.00%     1.0000  1.0000" in result.output
-    assert "tier >= 3 critical       0   0.00%        n/a  0.0000" in result.output
+    assert "tier >= 1 watch         20  10.00%     20.0     1.0000  1.0000" in result.output
+    assert "tier >= 2 review        20  10.00%     20.0     1.0000  1.0000" in result.output
+    assert "tier >= 3 critical       0   0.00%      0.0        n/a  0.0000" in result.output
 
     table = pq.read_table(out).to_pylist()
     assert len(table) == 200
@@ -154,7 +154,7 @@ def test_false_positives_give_the_hand_computed_auc_ap_and_precision(tmp_path, t
     # 20 frauds and 5 legit at 60, 175 legit at 0: AUC = (175 + 0.5 * 5) / 180, AP = 20/25 at recall 1.
     assert f"ROC AUC            {177.5 / 180:.4f}" in result.output
     assert "average precision  0.8000" in result.output
-    assert "tier >= 2 review        25  12.50%     0.8000  1.0000" in result.output
+    assert "tier >= 2 review        25  12.50%     25.0     0.8000  1.0000" in result.output
 
 
 def test_baseline_shows_the_change_in_alerts_per_tier_with_its_rows_beside(tmp_path):

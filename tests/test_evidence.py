@@ -1,0 +1,70 @@
+"""Label-free evidence: a degree counts by its rarity, a common signal counts for little."""
+
+import copy
+import random
+
+from indicators.base import tx_at
+from indicators.scoring import Scorer, ScoringConfig
+
+WARM = {"window": 2000, "learn_every": 1, "warmup": 300}
+
+
+def scorer(indicators: dict, evidence: dict = WARM) -> Scorer:
+    config = {"indicators": {n: {"weight": w, "params": p} for n, (w, p) in indicators.items()},
+              "models": {"evidence": evidence, "anomaly": {"enabled": False}, "supervised": {"enabled": False}}}
+    return Scorer(ScoringConfig.model_validate(config))
+
+
+def warmed(s: Scorer, n: int = 1500, seed: int = 1, **fields) -> dict:
+    rng, states = random.Random(seed), {}
+    for m in range(n):
+        account = f"A{m % 200}"
+        tx = tx_at(m, round(rng.lognormvariate(4, 0.7), 2), account_id=account, tx_id=f"w{m}",
+                   **{k: v(m) for k, v in fields.items()})
+        s.score(tx, states.setdefault(account, {}))
+    return states
+
+
+def probe(s: Scorer, states: dict, amount: float, **fields) -> dict:
+    """The record of one more transaction, scored on copies: each probe sees the same past."""
+    s, states = copy.deepcopy(s), copy.deepcopy(states)
+    return s.score(tx_at(2000, amount, account_id="A1", tx_id=f"p{amount}", **fields), states["A1"])
+
+
+def test_the_score_rises_strictly_with_the_rarity_of_a_degree():
+    s = scorer({"large_amount": (40, {"threshold": 1_000_000})})  # its threshold never crossed: only the degree
+    states = warmed(s)
+    scores = [probe(s, states, amount)["score"] for amount in (150, 250, 400, 700, 5000)]
+    assert probe(s, states, 40)["score"] == 0  # an ordinary amount adds nothing
+    assert all(a < b for a, b in zip(scores, scores[1:])), scores
+    assert scores[-1] < 40  # bounded by the weight
+    record = probe(s, states, 5000)
+    assert record["reasons"][0]["indicator"] == "large_amount" and record["reasons"][0]["evidence"] > 7
+
+
+def test_an_indicator_hitting_on_most_transactions_moves_the_score_little():
+    fields = {"merchant_id": lambda m: f"M{m}"}  # a new merchant every time: new_merchant hits on nearly all
+    both = scorer({"new_merchant": (30, {"min_history": 1}), "large_amount": (40, {"threshold": 1_000_000})})
+    alone = scorer({"large_amount": (40, {"threshold": 1_000_000})})
+    states_both, states_alone = warmed(both, **fields), warmed(alone, **fields)
+    for amount in (60, 400, 5000):
+        with_it = probe(both, states_both, amount, merchant_id="M-new")
+        assert "new_merchant" in {sig for sig in with_it["features"] if with_it["features"][sig]}  # it did hit
+        assert with_it["score"] == probe(alone, states_alone, amount, merchant_id="M-new")["score"]
+
+
+def test_before_warm_up_a_hit_counts_at_its_full_weight_and_a_miss_not_at_all():
+    s = scorer({"large_amount": (40, {"threshold": 1000})}, {**WARM, "warmup": 10_000})
+    states = warmed(s, 50)
+    assert probe(s, states, 1500)["score"] == 40
+    assert probe(s, states, 900)["score"] == 0
+
+
+def test_rarity_moves_with_the_partitions_checkpoint():
+    from indicators.models import ModelSet
+
+    s = scorer({"large_amount": (40, {"threshold": 1_000_000})})
+    states = warmed(s)
+    restored = copy.deepcopy(s)
+    restored.models = {p: ModelSet.loads(m.dumps(), s.config.models) for p, m in s.models.items()}
+    assert probe(restored, states, 700)["score"] == probe(s, states, 700)["score"] > 0
