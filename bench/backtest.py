@@ -46,11 +46,16 @@ def header(layout: str) -> list[str]:
     return [*RENAMED.values(), *LAYOUTS[layout], "is_fraud"]
 
 
-def write_public_file(folder: Path, count: int, layout: str = "full") -> tuple[Path, Path]:
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def write_public_file(folder: Path, count: int, layout: str = "full", rate: float = 5,
+                      seed: int = 11) -> tuple[Path, Path]:
+    """``count`` generated transactions, ``rate`` a second from :data:`START`, as a labelled CSV
+    in ``layout`` and its mapping."""
     other = LAYOUTS[layout]
     data, mapping = folder / f"transactions-{layout}.csv", folder / f"map-{layout}.yaml"
-    stream = SyntheticStream(seed=11, accounts=20_000, rate=5, start=datetime(2026, 1, 5, tzinfo=UTC),
-                             fraud_share=0.02)
+    stream = SyntheticStream(seed=seed, accounts=20_000, rate=rate, start=START, fraud_share=0.02)
     with data.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header(layout))

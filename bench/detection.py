@@ -24,14 +24,13 @@ Results go to ``bench/results/detection-<date>.txt``.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from contextlib import redirect_stdout
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,8 @@ from indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.backtest import load_mapping, load_transactions, run_backtest
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import DEFAULT_CONFIG_DIR, REPO_ROOT
-from streams.generator import SyntheticStream
+
+from backtest import START, write_public_file  # bench/backtest.py, beside this file
 
 SPARKOV = REPO_ROOT.parent / "shared" / "datasets" / "sparkov-2019.parquet"
 SPARKOV_MAPPING = """columns:
@@ -59,31 +59,13 @@ defaults:
   direction: debit
 """
 NEVER = "100000d"  # a delay no file spans: label-free
-RENAMED = {"tx_id": "id", "ts": "booked_at", "account_id": "customer", "merchant_id": "terminal", "amount": "value"}
-OTHER = ("currency", "direction", "channel", "mcc", "country", "counterparty_id", "device_id", "ip", "lat", "lon",
-         "status")
 
 
 def generator_files(folder: Path, count: int) -> list[tuple[str, Path, Path, datetime]]:
-    """A month of generated traffic in two layouts; the second half is the test period."""
-    start = datetime(2026, 1, 5, tzinfo=UTC)
-    rate = count / (30 * 86_400)
-    rows = list(SyntheticStream(seed=23, accounts=20_000, rate=rate, start=start, fraud_share=0.02).take(count))
-    out = []
-    for layout, other in (("five columns", ()), ("every field", OTHER)):
-        slug = "example" if not other else "full"
-        data, mapping = folder / f"generator-{slug}.csv", folder / f"generator-{slug}.yaml"
-        with data.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow([*RENAMED.values(), *other, "is_fraud"])
-            for r in rows:
-                writer.writerow([*(r.get(k, "") for k in RENAMED), *(r.get(k, "") for k in other),
-                                 int(bool(r["attributes"].get("scenario")))])
-        lines = ["columns:"] + [f"  {field}: {column}" for field, column in RENAMED.items()]
-        lines += [f"  {field}: {field}" for field in other] + ([] if other else ["defaults:", "  currency: CNY"])
-        mapping.write_text("\n".join(lines) + "\n")
-        out.append((f"generator, {layout}", data, mapping, datetime(2026, 1, 20, tzinfo=UTC)))
-    return out
+    """A month of generated traffic in two layouts (bench/backtest.py's); the second half is the test period."""
+    return [(f"generator, {name}", *write_public_file(folder, count, layout, rate=count / (30 * 86_400), seed=23),
+             START + timedelta(days=15))
+            for name, layout in (("five columns", "example"), ("every field", "full"))]
 
 
 def reference_features(items, utc_offset_hours: float) -> np.ndarray:
@@ -91,11 +73,12 @@ def reference_features(items, utc_offset_hours: float) -> np.ndarray:
     mean amount overall and at this MCC (before this transaction)."""
     overall: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     per_category: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0])
-    rows = []
+    rows, category = [], {}  # MCC → a small code: the model's categories must be below its bin count
     for _, tx, _ in items:
         a, c = overall[tx.account_id], per_category[(tx.account_id, tx.mcc)]
         hour = (tx.ts_ms / 3_600_000 + utc_offset_hours) % 24
-        rows.append([tx.amount, hour, float(tx.mcc) if tx.mcc else -1.0,
+        code = np.nan if tx.mcc is None else category.setdefault(tx.mcc, min(len(category), 250))
+        rows.append([tx.amount, hour, code,
                      a[1] if a[0] else np.nan, c[1] if c[0] else np.nan])
         for stat in (a, c):
             stat[0] += 1
