@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from river import anomaly, compose, linear_model, optim, preprocessing
 
 from indicators.base import NO_HIT, Signal
-from indicators.evidence import EvidenceParams, Rarity
+from indicators.evidence import EvidenceParams, Rarity, Tail
 from streams.contract import Transaction
 
 CHECKPOINT_FORMAT = 2
@@ -258,6 +258,7 @@ class ModelSet:
         self.classifier = linear_model.LogisticRegression(optimizer=optim.AdaGrad(s.learning_rate),
                                                           intercept_lr=0.01, l1=0.0, l2=0.0) if s.enabled else None
         self.rarity = Rarity(params.evidence)
+        self.scores: Tail | None = None  # recent scores, for tiers by alert budget (kept by the scorer)
         self.labels = {True: 0, False: 0}
         self.seen = 0
         self.since_checkpoint = 0
@@ -329,7 +330,7 @@ class ModelSet:
     def dumps(self) -> bytes:
         self.since_checkpoint = 0
         state = (CHECKPOINT_FORMAT, self.detectors, self.calibrators, self.classifier, self.labels, self.seen,
-                 self.rarity)
+                 self.rarity, self.scores)
         return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 6)
 
     @classmethod
@@ -337,8 +338,8 @@ class ModelSet:
         state = pickle.loads(zlib.decompress(blob))
         if state[0] != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state[0]}, expected {CHECKPOINT_FORMAT}")
-        _, detectors, calibrators, classifier, labels, seen, rarity = state
+        _, detectors, calibrators, classifier, labels, seen, rarity, scores = state
         models = cls(params)
         models.detectors, models.calibrators, models.classifier = detectors, calibrators, classifier
-        models.labels, models.seen, models.rarity = labels, seen, rarity
+        models.labels, models.seen, models.rarity, models.scores = labels, seen, rarity, scores
         return models

@@ -20,18 +20,23 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import indicators  # noqa: F401  (registers the library)
 from indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
+from indicators.evidence import Tail
 from indicators.models import TX_FEATURES, ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 from streams.contract import Transaction
 
 SCORING_FILE = "indicators.yaml"
 TIER_NAMES = {0: "none", 1: "watch", 2: "review", 3: "critical"}
+LEVELS = {"watch": 1, "review": 2, "critical": 3}
+BUDGET_REASON = "tier_budget"
+# A line drawn under fewer scores than this moves with each new one.
+MIN_ABOVE_LINE = 10
 
 
 class Tiers(BaseModel):
@@ -40,15 +45,43 @@ class Tiers(BaseModel):
     watch: float = Field(30, gt=0, le=100, description="tier 1 from this score")
     review: float = Field(55, gt=0, le=100, description="tier 2 from this score")
     critical: float = Field(75, gt=0, le=100, description="tier 3 from this score")
+    budget: dict[Literal["watch", "review", "critical"], float] = Field(
+        default_factory=dict, description="instead of its floor, a tier for this top share of recent scores, e.g. "
+                                          "critical: 0.0005 (the top 0.05 %)")
+    budget_window: int = Field(20_000, ge=1000, description="recent scores per partition the shares are taken over")
 
     @model_validator(mode="after")
     def _ascending(self):
         if not self.watch < self.review < self.critical:
             raise ValueError(f"must ascend: watch ({self.watch}) < review ({self.review}) < critical ({self.critical})")
+        for name, share in self.budget.items():
+            if not 0 < share < 0.5:
+                raise ValueError(f"budget.{name}: a share of traffic between 0 and 0.5 (got {share})")
+        shares = [self.budget[name] for name in LEVELS if name in self.budget]
+        if shares != sorted(shares, reverse=True) or len(set(shares)) != len(shares):
+            raise ValueError(f"budget: a higher tier must take a smaller share (got {dict(self.budget)})")
         return self
 
-    def tier(self, score: float) -> int:
-        return 3 if score >= self.critical else 2 if score >= self.review else 1 if score >= self.watch else 0
+    def tier(self, score: float, lines: dict[str, float] | None = None) -> int:
+        """The highest tier whose line the score reaches: its floor, or its budget's line."""
+        lines = lines or {}
+        floors = (lines.get("watch", self.watch), lines.get("review", self.review), lines.get("critical", self.critical))
+        return max((level for level, line in enumerate(floors, 1) if score >= line), default=0)
+
+    def budget_lines(self, recent: list[float]) -> dict[str, float]:
+        """Each budgeted tier's line among ``recent`` scores (sorted): the score its top share
+        starts at, once at least ``MIN_ABOVE_LINE`` of them are above it; none before.
+
+        >>> Tiers(budget={"critical": 0.01}).budget_lines(sorted(float(v % 100) for v in range(2000)))
+        {'critical': 99.0}
+        """
+        n, lines = len(recent), {}
+        for name, share in self.budget.items():
+            if n * share >= MIN_ABOVE_LINE:
+                line = recent[min(n - 1, int(n * (1 - share)))]
+                if line > 0:
+                    lines[name] = line
+        return lines
 
 
 class IndicatorConfig(BaseModel):
@@ -199,7 +232,7 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
         reasons = json.loads(reasons)
     rules = {rule.name: rule for rule in config.rules}
     models = config.models
-    points, floor, supervised = [], 0, None
+    points, floor, supervised, lines = [], 0, None, None
     for reason in reasons:
         name = reason["indicator"]
         if name.startswith("rule:"):
@@ -211,6 +244,8 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
             points.append(models.anomaly.points(reason["value"]))
         elif name == "fraud_model":
             supervised = reason
+        elif name == BUDGET_REASON:
+            lines = reason["lines"]
         elif name in config.indicators:
             weight, evidence = config.indicators[name].weight, reason.get("evidence")
             points.append(weight if evidence is None else models.evidence.points(weight, evidence))
@@ -219,7 +254,7 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
     score = combine(points)
     if supervised is not None:
         score = blend(score, supervised["value"], supervised["share"])
-    return score, max(config.tiers.tier(score), floor)
+    return score, max(config.tiers.tier(score, lines), floor)
 
 
 class Scorer:
@@ -302,6 +337,8 @@ class Scorer:
             regime = "supervised" if share >= 0.5 else "blended"  # supervised: the model makes most of it
         record = self._record(tx, score, contributions, out, source)
         record["label_free_score"], record["regime"] = label_free, regime
+        if self.config.tiers.budget:
+            self._budget_tier(models, record)
         hits = {sig.name for sig in signals if sig.hit} | {sig.name for sig, _, _ in contributions if sig.hit}
         for rule in self.config.rules:
             if rule.matches(tx, hits) and rule.min_tier > record["tier"]:
@@ -315,6 +352,21 @@ class Scorer:
             while len(recent) > self.config.dedup_memory:
                 del recent[next(iter(recent))]
         return record
+
+    def _budget_tier(self, models: ModelSet, record: dict[str, Any]) -> None:
+        """Tiers by alert budget: the lines from the partition's recent scores replace the
+        floors of the budgeted tiers; the lines used are a reason, so the tier recomputes."""
+        tiers = self.config.tiers
+        if models.scores is None:
+            models.scores = Tail(tiers.budget_window)
+        lines = tiers.budget_lines(models.scores.sorted)
+        models.scores.add(record["score"])
+        if not lines:
+            return
+        record["tier"] = tiers.tier(record["score"], lines)
+        shown = ", ".join(f"{name} from {line:g} (top {tiers.budget[name]:.2%})" for name, line in lines.items())
+        record["reasons"].append({"indicator": BUDGET_REASON, "value": None, "lines": lines, "contribution": 0.0,
+                                  "reason": f"tiers by alert budget: {shown}"})
 
     def _evidence(self, models: ModelSet, signals: list[Signal]) -> list[tuple[Signal, float, float | None]]:
         """(signal, points, surprisal) of each indicator that adds points: graded by the rarity

@@ -141,3 +141,22 @@ def test_every_decision_recomputes_from_its_stored_reasons_and_the_config_it_nam
     assert recompute({**record, "reasons": record["reasons"][1:]}, config)[0] < record["score"]
     with pytest.raises(ValueError, match="'no_such_indicator' is not an indicator"):
         recompute({**record, "reasons": [{"indicator": "no_such_indicator", "value": 1}]}, config)
+
+
+def test_tiers_by_alert_budget_keep_their_share_of_traffic_and_recompute():
+    base = load_scoring_config(DEFAULT_CONFIG_DIR)
+    config = base.model_copy(update={"tiers": base.tiers.model_copy(
+        update={"budget": {"review": 0.03, "critical": 0.01}, "budget_window": 2000})})
+    scorer, states = Scorer(config), defaultdict(dict)
+    txs = [Transaction.model_validate(r) for r in SyntheticStream(
+        seed=4, accounts=2_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.05).take(8_000)]
+    later = Counter()
+    for i, tx in enumerate(txs):
+        record = json.loads(json.dumps(scorer.score(tx, states[tx.account_id], (0, i), [])))
+        assert recompute(record, config) == (record["score"], record["tier"]), record["reasons"]
+        if i >= 4_000:
+            later[record["tier"]] += 1
+    critical, review = later[3] / 4_000, (later[2] + later[3]) / 4_000
+    assert 0.005 <= critical <= 0.02, later  # the top 1 %, give or take what ties and drift allow
+    assert 0.015 <= review <= 0.06, later
+    assert Scorer(base).config.tiers.budget == {}  # the default config keeps its floors
