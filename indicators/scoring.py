@@ -377,8 +377,11 @@ class Scorer:
         if not models.rarity.warm:
             return [(sig, weights[sig.name], None) for sig in signals if sig.hit]
         points_of = self.config.models.evidence.points
+        common = math.log(self.config.models.evidence.common)
         out = []
         for sig, surprisal in ranked:
+            if surprisal <= common:  # most values: no points, whatever the rounding
+                continue
             surprisal = round(surprisal, 4)  # as stored, so a recomputation gets the same points
             points = points_of(weights[sig.name], surprisal)
             if points > 0:
