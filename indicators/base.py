@@ -122,7 +122,10 @@ class Indicator:
 
     def not_applicable(self, tx: Transaction) -> Signal:
         """The signal of a transaction without a field in ``requires``: one per set of missing fields."""
-        missing = tuple(f for f in self.requires if getattr(tx, f) is None)
+        if len(self.requires) == 1:  # most indicators: one field, so one signal, found without a scan
+            missing = self.requires
+        else:
+            missing = tuple(f for f in self.requires if getattr(tx, f) is None)
         signal = self._not_applicable.get(missing)
         if signal is None:
             signal = self._not_applicable[missing] = _tuple_new(

@@ -45,7 +45,7 @@ class EvidenceParams(BaseModel):
     common: float = Field(20.0, gt=1, description="a value one transaction in this many reaches adds nothing")
     scale: float = Field(2.0, gt=0, description="nats of surprisal beyond `common` for 63% of the weight")
     window: int = Field(5000, ge=100, description="recent values each indicator is ranked among")
-    learn_every: int = Field(2, ge=1, description="one transaction in this many joins the reference")
+    learn_every: int = Field(4, ge=1, description="one transaction in this many joins the reference")
     warmup: int = Field(1000, ge=0, description="transactions seen before values are ranked; a hit counts fully before")
 
     def points(self, weight: float, surprisal: float) -> float:
@@ -107,25 +107,24 @@ class Rarity:
         learn = self.seen % self.params.learn_every == 0
         warm = self.seen > self.params.warmup
         tails, low, log = self.tails, self._low, math.log
+        left, right = bisect.bisect_left, bisect.bisect_right
         out = []
+        append = out.append
         for sig in signals:
-            value = sig.value
+            value = sig[1]
             if value is None:
                 continue
-            tail = tails.get(sig.name)
+            name = sig[0]
+            tail = tails.get(name)
             if tail is None:
-                tail = tails[sig.name] = Tail(self.params.window)
-            s = 0.0
+                tail = tails[name] = Tail(self.params.window)
             if warm:
                 ranked = tail.sorted
-                n = len(ranked)
-                if sig.name in low:
-                    at_most = bisect.bisect_right(ranked, value)
-                    s = log((n + 1) / (at_most + 1))
-                else:
-                    at_least = n - bisect.bisect_left(ranked, value)
-                    s = log((n + 1) / (at_least + 1))
-            out.append((sig, s))
+                n = len(ranked) + 1
+                append((sig, log(n / (right(ranked, value) + 1)) if name in low
+                        else log(n / (n - left(ranked, value)))))
+            else:
+                append((sig, 0.0))
             if learn:
                 tail.add(value)
         return out

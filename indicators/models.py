@@ -43,7 +43,7 @@ from indicators.base import NO_HIT, Signal
 from indicators.evidence import EvidenceParams, Rarity, Tail
 from streams.contract import Transaction
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 
 class _Config(BaseModel):
@@ -172,7 +172,21 @@ def model_input(x: dict[str, float | None], keys=None) -> dict[str, float]:
     return out
 
 
-_OWN = frozenset(TX_FEATURES) | {"mcc_code"}
+_OWN = frozenset(TX_FEATURES) | {"mcc_code", "label_free_score", "model_probability"}
+
+
+def stack_input(stored: dict[str, float | None]) -> dict[str, float]:
+    """The stacker's input: the model's log-odds (0 with a flag while it is silent) and the
+    label-free score, scaled to a few units.
+
+    >>> stack_input({"label_free_score": 50.0, "model_probability": 0.5})
+    {'model': 0.0, 'has_model': 1.0, 'label_free': 2.0}
+    """
+    p = stored.get("model_probability")
+    p = -1.0 if p is None else p
+    q = min(max(p, 1e-6), 1 - 1e-6)
+    return {"model": math.log(q / (1 - q)) if p >= 0 else 0.0, "has_model": 1.0 if p >= 0 else 0.0,
+            "label_free": (stored.get("label_free_score") or 0.0) / 25}
 
 
 def crossed(x: dict[str, float | None]) -> dict[str, float]:
@@ -257,6 +271,8 @@ class ModelSet:
         # learn fast. The intercept learns slowly: the classes' balance is stable.
         self.classifier = linear_model.LogisticRegression(optimizer=optim.AdaGrad(s.learning_rate),
                                                           intercept_lr=0.01, l1=0.0, l2=0.0) if s.enabled else None
+        # Every label, both classes as they come: its output is the probability on all traffic.
+        self.stacker = linear_model.LogisticRegression(optimizer=optim.SGD(0.01)) if s.enabled else None
         self.rarity = Rarity(params.evidence)
         self.scores: Tail | None = None  # recent scores, for tiers by alert budget (kept by the scorer)
         self.labels = {True: 0, False: 0}
@@ -281,11 +297,30 @@ class ModelSet:
             "detectors": {k: round(v, 4) for k, v in percentiles.items()},
             "fraud_probability": None,
         }
+        return out
+
+    def supervise(self, stored: dict[str, float | None], label_free: float, out: dict) -> dict:
+        """The supervised model's probability, once it has ``min_labels`` of each class.
+
+        The crossed-bins model's probability and the label-free score are stacked by a small
+        online logistic regression (:func:`stack_input`) that learns from the same labels how
+        much each says: where the indicators' evidence is strong it keeps it, where it is noise
+        it learns to ignore it. The stacked probability counts as far as labels cover the
+        traffic, the model's own for the rest. Both inputs are stored with the features, so a
+        late label teaches the stacker what they were when the transaction was scored.
+        """
+        stored["label_free_score"] = label_free
+        stored["model_probability"] = -1.0
         if self.classifier is not None and min(self.labels.values()) >= self.params.supervised.min_labels:
-            p = self.classifier.predict_proba_one(crossed(stored)).get(True, 0.0)
-            out["fraud_probability"] = round(self.params.supervised.calibrated(p), 6)
-            out["supervised_share"] = round(self.params.supervised.share(
-                self.labels[True], self.labels[True] + self.labels[False], self.seen), 4)
+            p = self.params.supervised.calibrated(self.classifier.predict_proba_one(crossed(stored)).get(True, 0.0))
+            stored["model_probability"] = round(p, 6)
+            labelled = self.labels[True] + self.labels[False]
+            # The stacker learned on the labelled part of the traffic: it speaks for the rest as
+            # far as labels cover it (analysts' verdicts on alerts alone cover little).
+            coverage = min(1.0, labelled / max(1, self.seen))
+            stacked = self.stacker.predict_proba_one(stack_input(stored)).get(True, 0.0)
+            out["fraud_probability"] = round(coverage * stacked + (1 - coverage) * p, 6)
+            out["supervised_share"] = round(self.params.supervised.share(self.labels[True], labelled, self.seen), 4)
         return out
 
     def feedback(self, stored: dict[str, float | None], is_fraud: bool, key: str = "") -> None:
@@ -301,6 +336,8 @@ class ModelSet:
         self.labels[is_fraud] += 1
         if self.params.supervised.learns(key, is_fraud):
             self.classifier.learn_one(crossed(stored), is_fraud)
+        if stored.get("label_free_score") is not None:  # decisions from before the stacker have none
+            self.stacker.learn_one(stack_input(stored), is_fraud)
 
     def anomaly_signal(self, out: dict) -> tuple[Signal, float]:
         """The ensemble as a reason with its points: 0 below the hit percentile, full at the top."""
@@ -330,7 +367,7 @@ class ModelSet:
     def dumps(self) -> bytes:
         self.since_checkpoint = 0
         state = (CHECKPOINT_FORMAT, self.detectors, self.calibrators, self.classifier, self.labels, self.seen,
-                 self.rarity, self.scores)
+                 self.rarity, self.scores, self.stacker)
         return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 6)
 
     @classmethod
@@ -338,8 +375,8 @@ class ModelSet:
         state = pickle.loads(zlib.decompress(blob))
         if state[0] != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state[0]}, expected {CHECKPOINT_FORMAT}")
-        _, detectors, calibrators, classifier, labels, seen, rarity, scores = state
+        _, detectors, calibrators, classifier, labels, seen, rarity, scores, stacker = state
         models = cls(params)
         models.detectors, models.calibrators, models.classifier = detectors, calibrators, classifier
-        models.labels, models.seen, models.rarity, models.scores = labels, seen, rarity, scores
+        models.labels, models.seen, models.rarity, models.scores, models.stacker = labels, seen, rarity, scores, stacker
         return models

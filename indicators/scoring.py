@@ -328,6 +328,7 @@ class Scorer:
         anomaly, anomaly_points = models.anomaly_signal(out)
         contributions.append((anomaly, anomaly_points, None))
         label_free = combine(points for _, points, _ in contributions)
+        out = models.supervise(x, label_free, out)
         supervised, share = models.supervised_signal(out)
         score, regime = label_free, "label-free"
         if share > 0:
