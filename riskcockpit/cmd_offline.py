@@ -200,6 +200,20 @@ def _active(obj) -> dict:
         raise click.ClickException(f"scoring configuration error:\n{exc}") from None
 
 
+def _regimes(obj) -> str:
+    """How an indicator's value reaches the score under the active config, regime by regime."""
+    from indicators.scoring import load_scoring_config
+
+    models = load_scoring_config(_settings(obj).config_dir).models
+    ev, sup = models.evidence, models.supervised
+    text = (f"points up to its weight by the rarity of its value on recent traffic (none below 1 in {ev.common:g}; "
+            f"a hit at full weight for the first {ev.warmup} transactions of a partition): regime label-free")
+    if sup.enabled:
+        text += (f"; from {sup.min_labels} confirmed frauds the supervised model takes a growing share (blended), "
+                 f"most of it from about {sup.full_after} (supervised); each score record names its regime")
+    return text
+
+
 @indicators_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON array instead of a table")
 @click.pass_obj
@@ -249,6 +263,7 @@ def indicators_show(obj, name):
              f"fields required:    {fields_required(e)}",
              f"state kept per:     {e['entity']}",
              f"active config:      {configured}",
+             f"in the score:       {_regimes(obj)}",
              "", e["description"] or "(no description)", "", "parameters:"]
     width = max([len(p["name"]) for p in e["params"]] + [4])
     for p in e["params"]:
