@@ -335,7 +335,7 @@ class Scorer:
             # The switch is gradual: the model's share grows with the frauds it has learned.
             score = blend(label_free, supervised.value, share)
             contributions.append((supervised, round(share * 100 * supervised.value, 2), share))
-            regime = "supervised" if share >= 0.5 else "blended"  # supervised: the model makes most of it
+            regime = "supervised" if share >= 0.5 else "blended"  # supervised: the model makes half or more
         record = self._record(tx, score, contributions, out, source)
         record["label_free_score"], record["regime"] = label_free, regime
         if self.config.tiers.budget:
