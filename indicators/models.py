@@ -32,7 +32,6 @@ import bisect
 import math
 import pickle
 import zlib
-from collections import deque
 from math import log1p
 from typing import Literal
 
@@ -219,20 +218,14 @@ def crossed(x: dict[str, float | None]) -> dict[str, float]:
     return out
 
 
-class Percentile:
-    """Rank of a score among the last ``size`` scores (sorted list + FIFO)."""
+class Percentile(Tail):
+    """Rank of a score among the last ``size`` scores, before it joins them."""
 
-    def __init__(self, size: int):
-        self.size = size
-        self.recent: deque[float] = deque()
-        self.sorted: list[float] = []
+    __slots__ = ()
 
     def update(self, value: float) -> float:
         rank = bisect.bisect_left(self.sorted, value) / len(self.sorted) if self.sorted else 0.0
-        bisect.insort(self.sorted, value)
-        self.recent.append(value)
-        if len(self.recent) > self.size:
-            del self.sorted[bisect.bisect_left(self.sorted, self.recent.popleft())]
+        self.add(value)
         return rank
 
 
