@@ -200,10 +200,8 @@ def crossed(x: dict[str, float | None]) -> dict[str, float]:
     ...                 "amount_zscore": 3.0, "new_device": 0.0, "unusual_hour": None}))
     ['a21', 'a21h12', 'a21m5411', 'amount_zscore=2', 'h12', 'm5411', 'm5411h12']
     """
-    out = {}
-    for k, v in x.items():
-        if v and k not in _OWN:
-            out[f"{k}={int((log1p(v) if v > 1 else -log1p(-v) if v < -1 else v) * 2)}"] = 1.0
+    binned = model_input({k: v for k, v in x.items() if v and k not in _OWN})
+    out = {f"{k}={int(v * 2)}": 1.0 for k, v in binned.items()}
     a = f"a{int(x.get('log_amount', 0.0) * 4)}"
     h = f"h{int(round(math.atan2(x.get('hour_sin', 0.0), x.get('hour_cos', 1.0)) * 12 / math.pi)) % 24}"
     out[a] = out[h] = out[a + h] = 1.0
