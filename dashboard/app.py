@@ -325,17 +325,7 @@ def _row(alert: dict) -> dict:
         "reasons_detail": detail,
         "scenario": alert["scenario"],
         "acknowledged": bool(alert["acknowledged"]),
-        # Kept with the row so a disposition can teach the model what this decision saw, and the
-        # merchant, device and counterparty stages which transaction it was.
-        "features": alert.get("features") or "{}",
-        "tx": json.dumps(_disposed_tx(alert)),
     }
-
-
-def _disposed_tx(alert: dict) -> dict:
-    tx = {"ts": _utc(alert["ts"]).isoformat(timespec="milliseconds"), "amount": float(alert["amount"])}
-    tx.update({k: alert[k] for k in ("direction", "merchant_id", "device_id", "counterparty_id") if alert.get(k)})
-    return tx
 
 
 def _figure(per_minute: list[dict], lang: str) -> go.Figure:
@@ -468,8 +458,6 @@ def _register_acknowledge(app: dash.Dash, publish_action: Callable[[dict], Any])
                     "comment": (comment or "").strip(),
                     "at": at,
                     "account_id": row.get("account_id", ""),
-                    "features": row.get("features", "{}"),
-                    "tx": row.get("tx", "{}"),
                 })
                 sent += 1
         # The producer's errors reach the analyst as text; the rows sent so far stay sent.

@@ -300,25 +300,7 @@ class _Mapper:
         return _ATTR_KEY if name.startswith("attributes.") else _PLAIN
 
     def ts(self, value: Any, row: int) -> Any:
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                if self.zone is None:
-                    raise BacktestError(self._naive(f"row {row} holds {value} without a zone"))
-                value = value.replace(tzinfo=self.zone)
-            return _ms(value)
-        if isinstance(value, str):
-            text = value.strip()
-            if text.lstrip("-").isdigit():
-                return int(text)
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                return value  # the contract rejects it with its own reason
-            if moment.tzinfo is None:
-                if self.zone is None:
-                    raise BacktestError(self._naive(f"row {row} holds {value!r} without a zone"))
-                return _ms(moment.replace(tzinfo=self.zone))
-        return value
+        return epoch_ms(value, self.zone, lambda what: self._naive(f"row {row} holds {what} without a zone"))
 
     def __call__(self, row: dict, n: int) -> dict:
         out: dict[str, Any] = {}
@@ -373,6 +355,36 @@ def _ms(moment: datetime) -> int:
     return (moment - EPOCH) // ONE_MS
 
 
+def epoch_ms(value: Any, zone: ZoneInfo | None, naive: Callable[[str], str]) -> Any:
+    """A time cell → epoch milliseconds: typed timestamps, ISO-8601 text, epoch-ms digits. A time
+    without a zone is read in ``zone``; without one, ``BacktestError(naive(shown value))``.
+    Anything else comes back as it was, for the contract to reject with its own reason.
+
+    >>> epoch_ms("2026-01-01T00:00:00Z", None, str), epoch_ms("1767225600000", None, str)
+    (1767225600000, 1767225600000)
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            if zone is None:
+                raise BacktestError(naive(str(value)))
+            value = value.replace(tzinfo=zone)
+        return _ms(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            if zone is None:
+                raise BacktestError(naive(repr(value)))
+            moment = moment.replace(tzinfo=zone)
+        return _ms(moment)
+    return value
+
+
 def parse_label(value: Any) -> bool:
     """Label cell → True (fraud) / False (legitimate); ``ValueError`` for anything else.
 
@@ -407,6 +419,9 @@ class Loaded:
     rows_read: int
     items: list[tuple[int, Transaction, bool | None]]  # (row, transaction, label)
     rejected: list[Rejected]
+    # From a label file (riskcockpit.labels.attach): tx_id → when its label became known (epoch
+    # ms, None: not said). Only these labels are fed back; None: every label is.
+    fed: dict[str, int | None] | None = None
 
     def reasons(self) -> Counter:
         """Counts by reason, without the offending values, so alike problems group together."""
@@ -519,7 +534,8 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
 
     The worker's stages over a topic of ``partitions`` partitions, spread over ``processes``
     (:mod:`riskcockpit.backtest_stages`). With labels, each disposition reaches the scorer once
-    per ``tx_id`` and never before its transaction's time plus ``feedback_delay``. Rejected rows
+    per ``tx_id`` and never before its transaction's time plus ``feedback_delay`` (from a label
+    file, when it became known, if the file says so; never before its transaction). Rejected rows
     go to ``OUT.rejected.jsonl`` unless ``write_rejects`` is false (a second run of the same file).
     With ``test_from``, metrics count only the transactions from then on: the rest warms the
     state and the models, as the months before a go-live would.
@@ -535,15 +551,20 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     if partitions < 1 or processes < 1:
         raise BacktestError(f"--partitions and --processes must be at least 1 (got {partitions}, {processes})")
     labelled = any(label is not None for _, _, label in loaded.items)
+    fed = loaded.fed
     seen: set[str] = set()
-    items = []
+    items, due = [], []
     for _, tx, label in loaded.items:  # a repeated tx_id is fed back once: its first label
-        items.append((tx, label if tx.tx_id not in seen else None))
+        feed = label if tx.tx_id not in seen and (fed is None or tx.tx_id in fed) else None
+        known = fed.get(tx.tx_id) if fed else None
+        items.append((tx, feed))
+        # Never before the transaction: a label cannot teach the decision it has not seen yet.
+        due.append(None if feed is None else tx.ts_ms + delay if known is None else max(tx.ts_ms, known))
         seen.add(tx.tx_id)
     started = time.perf_counter()
     owner = partition_of(items, partitions)
     try:
-        shards = score_staged(scorer, items, delay, owner, processes, progress)
+        shards = score_staged(scorer, items, due, owner, processes, progress)
     except ProcessFailed as exc:
         raise BacktestError(str(exc)) from None
     written = time.perf_counter()

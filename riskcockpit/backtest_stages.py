@@ -5,10 +5,10 @@ those entities, then re-keys each transaction to its account's partition (Kafka'
 the account id), where that partition's own models score it. Offline, the same in two passes:
 
 1. :func:`entity_pass`: the entity stages, over the whole file in event-time order, in this
-   process. Each label reaches them (``Scorer.learn_label``) ``delay`` after its transaction.
+   process. Each label reaches them (``Scorer.learn_label``) at its delivery time ``due[i]``.
 2. :func:`account_pass`: the account stage, each partition's transactions in event-time order
    with that partition's :class:`indicators.models.ModelSet`, which learns each label
-   (``Scorer.feedback``) ``delay`` after its transaction. Partitions share nothing, so they
+   (``Scorer.feedback``) at its delivery time. Partitions share nothing, so they
    are spread over forked processes and the answer depends on ``partitions``, never on
    ``processes``: a backtest reproduces a worker over a topic of that many partitions.
    The entity pass streams each process its transactions' signals as it goes, so the two
@@ -20,12 +20,12 @@ to the account stage, which answers them from its dedup memory.
 
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
 import queue
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +39,8 @@ from streams.topics import owning_partition
 
 # (transaction, label or None); a label is None also on a repeated tx_id: it is fed back once.
 Item = tuple[Transaction, bool | None]
+# due[i]: when the label of items[i] is delivered (epoch ms, never before its transaction), or None.
+Due = list[int | None]
 
 
 class ProcessFailed(RuntimeError):
@@ -61,19 +63,19 @@ def partition_of(items: list[Item], partitions: int) -> list[int]:
     return out
 
 
-def entity_pass(scorer: Scorer, items: list[Item], delay: int) -> Iterator[list[Signal]]:
+def entity_pass(scorer: Scorer, items: list[Item], due: Due) -> Iterator[list[Signal]]:
     """The entity stages' signals of each transaction in turn, as the account stage needs them."""
     if not scorer.stages:
         yield from ([] for _ in items)
         return
     states: dict[str, dict[str, dict]] = {entity: {} for entity in scorer.stages}
     keys = [(entity, ENTITY_FIELDS[entity]) for entity in scorer.stages]
-    pending: deque[tuple[int, Transaction, bool]] = deque()  # one constant delay: due in queue order
+    pending: list[tuple[int, int, Transaction, bool]] = []  # heap: (due, position, …)
     first: dict[str, list[Signal]] = {}  # tx_id → its signals, for repeats
-    for tx, label in items:
+    for i, (tx, label) in enumerate(items):
         now = tx.ts_ms
         while pending and pending[0][0] <= now:
-            _, labelled, is_fraud = pending.popleft()
+            _, _, labelled, is_fraud = heapq.heappop(pending)
             for entity, name in keys:
                 key = getattr(labelled, name)
                 if key is not None:
@@ -87,7 +89,7 @@ def entity_pass(scorer: Scorer, items: list[Item], delay: int) -> Iterator[list[
             signals += scorer.entity_signals(entity, tx, {} if key is None else states[entity].setdefault(key, {}))
         first[tx.tx_id] = signals
         if label is not None:
-            pending.append((now + delay, tx, label))
+            heapq.heappush(pending, (due[i], i, tx, label))
         yield signals
 
 
@@ -103,7 +105,7 @@ class Shard:
 
 
 def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner: list[int],
-                 carried: Iterable[list[Signal]], delay: int, done: Callable[[int], None] | None = None) -> Shard:
+                 carried: Iterable[list[Signal]], due: Due, done: Callable[[int], None] | None = None) -> Shard:
     """Score the transactions at ``positions`` (event-time order) with their accounts' state and
     their partitions' models; ``carried`` yields their entity stages' signals in the same order."""
     import pyarrow as pa
@@ -112,21 +114,21 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
     scores, tiers, model_scores, reasons, values = [], [], [], [], []
     label_free, probabilities, regimes = [], [], []
     states: dict[str, dict] = {}
-    pending: dict[int, deque[tuple[int, dict, bool]]] = {}  # per partition, due in queue order
+    pending: dict[int, list[tuple[int, int, dict, bool]]] = {}  # per partition, a heap: (due, position, …)
     clock, core, fed_back = time.perf_counter, 0.0, 0
     for n, (i, signals) in enumerate(zip(positions, carried, strict=True), 1):
         tx, label = items[i]
         partition, now = owner[i], tx.ts_ms
-        queue = pending.setdefault(partition, deque())
+        queue = pending.setdefault(partition, [])
         while queue and queue[0][0] <= now:
-            _, record, is_fraud = queue.popleft()
+            _, _, record, is_fraud = heapq.heappop(queue)
             scorer.feedback(record, is_fraud)
             fed_back += 1
         t0 = clock()
         record = scorer.score(tx, states.setdefault(tx.account_id, {}), (partition, i), signals)
         core += clock() - t0
         if label is not None:
-            queue.append((now + delay, record, label))
+            heapq.heappush(queue, (due[i], i, record, label))
         scores.append(record["score"])
         tiers.append(record["tier"])
         model_scores.append(record.get("model_score"))
@@ -149,7 +151,7 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
     return Shard(positions, pa.table(columns), fed_back, core)
 
 
-# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, delay), and
+# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, due), and
 # shared counters, one per process, for the progress bar.
 _JOB: tuple[Any, ...] | None = None
 _DONE: Any = None
@@ -157,19 +159,19 @@ _CHUNK = 512  # transactions' signals per message to a process: fewer, larger pi
 
 
 def _account_pass_in_child(slot: int, positions: list[int], inbox, outbox) -> None:
-    scorer, items, owner, delay = _JOB
+    scorer, items, owner, due = _JOB
 
     def done(n: int) -> None:
         _DONE[slot] = n
 
     try:
         carried = (signals for chunk in iter(inbox.get, None) for signals in chunk)
-        outbox.put((slot, account_pass(scorer, items, positions, owner, carried, delay, done)))
+        outbox.put((slot, account_pass(scorer, items, positions, owner, carried, due, done)))
     except Exception:  # the parent reports it, with this traceback
         outbox.put((slot, traceback.format_exc()))
 
 
-def score_staged(scorer: Scorer, items: list[Item], delay: int, owner: list[int], processes: int = 1,
+def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], processes: int = 1,
                  progress: Callable[[int, str], None] | None = None) -> list[Shard]:
     """Both passes over ``items`` (event-time order), ``owner[i]`` being the partition of
     ``items[i]`` (:func:`partition_of`); shards cover every position once.
@@ -188,10 +190,10 @@ def score_staged(scorer: Scorer, items: list[Item], delay: int, owner: list[int]
         groups[slot].append(i)
     if len(groups) == 1:
         report = None if progress is None else (lambda n: progress(n, "scoring"))
-        return [account_pass(scorer, items, groups[0], owner, entity_pass(scorer, items, delay), delay, report)]
+        return [account_pass(scorer, items, groups[0], owner, entity_pass(scorer, items, due), due, report)]
 
     context = multiprocessing.get_context("fork")  # children inherit the transactions: nothing pickled
-    _JOB, _DONE = (scorer, items, owner, delay), context.Array("q", len(groups), lock=False)
+    _JOB, _DONE = (scorer, items, owner, due), context.Array("q", len(groups), lock=False)
     # Queues: put() never blocks (a feeder thread writes), so no process waits on a slower one.
     inboxes, outbox = [context.Queue() for _ in groups], context.Queue()
     children = [context.Process(target=_account_pass_in_child, args=(slot, positions, inboxes[slot], outbox),
@@ -202,7 +204,7 @@ def score_staged(scorer: Scorer, items: list[Item], delay: int, owner: list[int]
         for child in children:
             child.start()
         buffers: list[list[list[Signal]]] = [[] for _ in groups]
-        for i, signals in enumerate(entity_pass(scorer, items, delay)):
+        for i, signals in enumerate(entity_pass(scorer, items, due)):
             slot = slot_of[i]
             buffers[slot].append(signals)
             if len(buffers[slot]) == _CHUNK:

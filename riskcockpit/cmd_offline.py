@@ -2,9 +2,10 @@
 
 Registered on the main group in :mod:`riskcockpit.cli`::
 
-    from riskcockpit.cmd_offline import backtest, indicators_group, replay
+    from riskcockpit.cmd_offline import backtest, indicators_group, labels, replay
     cli.add_command(backtest)
     cli.add_command(replay)
+    cli.add_command(labels)
     cli.add_command(indicators_group)
 
 Each command reads settings through ``obj.settings()`` (the main group's ``Context``), so
@@ -77,8 +78,13 @@ _FILE = click.Path(exists=True, dir_okay=False)
               help="also score with this scoring config (e.g. config/indicators.yaml, the live one) and print "
                    "how alerts per tier change; its rows go to OUT.baseline.parquet")
 @click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, legit: 0/false/no/legit…)")
+@click.option("--label-file", type=_FILE,
+              help="a label file as `riskcockpit labels` reads it (chargebacks, case outcomes): its verdicts "
+                   "are fed back when each became known; transactions it does not name count as legitimate")
+@click.option("--label-mapping", type=_FILE, help="the label file's mapping (tx_id, account_id, label [, known_at])")
 @click.option("--feedback-delay", default="7d", show_default=True,
-              help="dispositions reach the model this long after the transaction (event time)")
+              help="dispositions reach the model this long after the transaction (event time), "
+                   "unless the label file says when")
 @click.option("--partitions", type=click.IntRange(1, 1024),
               help="score as a worker over this many partitions, each with its own models "
                    "[default: kafka.partitions of the settings]")
@@ -90,8 +96,8 @@ _FILE = click.Path(exists=True, dir_okay=False)
               help="entities an analyst team checks a day, for card precision@k")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
-def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, feedback_delay, partitions, processes,
-             test_from, k, quiet):
+def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, label_file, label_mapping,
+             feedback_delay, partitions, processes, test_from, k, quiet):
     """Score a CSV, Parquet or JSON-lines file of transactions with the worker's scoring core.
 
     Transactions are scored in event-time order with per-account state in memory, as a worker
@@ -120,8 +126,19 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, f
     baseline = scoring_config(obj, baseline_file) if baseline_file else None
     partitions = partitions or _settings(obj).kafka.partitions
     processes = min(processes or available_cpus(), partitions)
+    if label_file and (labels or not label_mapping):
+        raise click.UsageError("--label-file needs --label-mapping, and replaces --labels")
     loaded = _load(file, mapping_file, labels)
     _report_rejected(loaded)
+    if label_file:
+        from riskcockpit.labels import attach, load_label_mapping, load_labels
+
+        try:
+            loaded, unmatched = attach(loaded, load_labels(label_file, load_label_mapping(label_mapping)))
+        except BacktestError as exc:
+            raise click.ClickException(str(exc)) from None
+        if unmatched:
+            click.echo(f"{unmatched} labels of {label_file} name no transaction of {file}", err=True)
     scorer = Scorer(config)
     tune_gc()
     try:
@@ -184,6 +201,40 @@ def replay(obj, file, mapping_file, speed, rejected_file, quiet):
         raise click.ClickException(f"could not produce to {settings.kafka.servers}: {exc}") from None
     click.echo(f"produced {sent} transactions to {settings.kafka.servers} "
                f"({len(loaded.rejected)} rejected rows skipped)")
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--mapping", "mapping_file", required=True, type=_FILE,
+              help="YAML mapping of the file's columns: tx_id, account_id, label [, known_at]")
+@click.option("--dry-run", is_flag=True, help="read and check the file, publish nothing")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.pass_obj
+def labels(obj, file, mapping_file, dry_run, quiet):
+    """Feed a file of verdicts (chargebacks, case outcomes) to the live models through
+    `risk.dispositions`. Each teaches the worker that scored the transaction, from its own
+    record of the decision; a file with a bad row is refused whole."""
+    from riskcockpit.backtest import BacktestError, progress_bar
+    from riskcockpit.labels import load_label_mapping, load_labels, publish
+
+    try:
+        found = load_labels(file, load_label_mapping(mapping_file))
+    except BacktestError as exc:
+        raise click.ClickException(str(exc)) from None
+    frauds = sum(label.is_fraud for label in found)
+    if dry_run:
+        click.echo(f"{len(found)} labels ({frauds} fraud) read from {file}; nothing published (--dry-run)")
+        return
+    settings = _settings(obj)
+    try:
+        with progress_bar(len(found), f"labels {Path(file).name}", enabled=not quiet) as progress:
+            sent = publish(found, settings.kafka.servers, Path(file), progress)
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; some labels may have been published (running the file "
+                                   "again teaches each decision once)") from None
+    except Exception as exc:  # kafka-python: NoBrokersAvailable, KafkaTimeoutError…
+        raise click.ClickException(f"could not produce to {settings.kafka.servers}: {exc}") from None
+    click.echo(f"published {sent} labels ({frauds} fraud) to {settings.kafka.servers} topic risk.dispositions")
 
 
 @click.group("indicators")

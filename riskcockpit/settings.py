@@ -79,6 +79,7 @@ class WorkerSettings(_Section):
     app_id: str = "riskcockpit"
     max_record_bytes: int = Field(65536, ge=1024)
     web_port: int | None = Field(None, description="Faust's own web/metrics port; empty disables it")
+    decisions_kept: int = Field(200_000, ge=1, description="decisions per partition a label can still teach")
 
 
 class SinkSettings(_Section):

@@ -14,9 +14,9 @@ class ActionPublisher:
     """Publishes an action to ``risk.actions`` keyed by alert; the sink stores it.
 
     A disposition (confirmed fraud / false positive) also goes to ``risk.dispositions``, keyed
-    by account so it reaches the worker that owns the account, with the features the decision
-    saw (the supervised model learns from them however late the analyst decides) and the
-    transaction's time, amount and merchant, device and counterparty (for the entity stages).
+    by account so it reaches the worker that owns the account. It names the decision and the
+    verdict only: the worker teaches its models from its own record of what the decision saw
+    (:mod:`streams.decisions`), never from what a disposition says it saw.
     """
 
     REQUIRED = ("action_id", "alert_id", "action", "actor", "at")
@@ -37,15 +37,12 @@ class ActionPublisher:
         with self._lock:
             if self._producer is None:  # connect lazily: the cockpit must start even if Kafka is late
                 self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            stored = {k: v for k, v in action.items() if k not in ("account_id", "features", "tx")}
+            stored = {k: v for k, v in action.items() if k != "account_id"}
             futures = [self._producer.send(topics.ACTIONS, key=action["alert_id"].encode(),
                                            value=json.dumps(stored, ensure_ascii=False).encode())]
             if action["action"] == "disposition":
-                features, tx = action.get("features") or {}, action.get("tx") or {}
                 futures.append(self._producer.send(topics.DISPOSITIONS, key=action["account_id"].encode(), value=json.dumps({
                     "tx_id": action["alert_id"], "account_id": action["account_id"], "label": action["disposition"],
-                    "features": json.loads(features) if isinstance(features, str) else features,
-                    "tx": json.loads(tx) if isinstance(tx, str) else tx,
                     "actor": action["actor"], "at": action["at"]}, ensure_ascii=False).encode()))
         for future in futures:
             future.get(timeout=10)  # the analyst must know the action was recorded

@@ -20,10 +20,12 @@ Read top to bottom, this is the pipeline of one transaction:
    signals and updates the state.
 6. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
 
-Analysts' dispositions arrive on ``risk.dispositions``, keyed by account like the transactions,
-so they reach the worker that owns the account's partition and teach that partition's
-supervised model; they are passed on to the entity stages (merchant compromise learns from
-confirmed fraud). Each partition's models are checkpointed into the changelog-backed table
+Analysts' dispositions and bulk labels arrive on ``risk.dispositions``, keyed by account like
+the transactions, so they reach the worker that owns the account's partition. There the
+partition's record of its decisions (:mod:`streams.decisions`) says what the decision saw: its
+features teach the partition's supervised model, its transaction the entity stages (merchant
+compromise learns from confirmed fraud). A disposition says only which decision and which
+verdict; nothing it claims the decision saw is believed. Each partition's models are checkpointed into the changelog-backed table
 ``models`` every ``checkpoint_every`` transactions and restored from it when the partition is
 (re)assigned; what was learned since the last checkpoint is lost on a crash.
 
@@ -58,11 +60,9 @@ from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import Settings
 from streams import faust_seek, topics
 from streams.contract import InvalidRecord, parse_transaction
+from streams.decisions import DecisionLog
 
 log = logging.getLogger("riskcockpit.worker")
-# What a disposition needs of its transaction for the entity stages (the contract's required
-# fields and the entities' keys), when it names only a recent decision.
-TX_FIELDS = ("ts", "amount", "direction", *ENTITY_FIELDS.values())
 # A batch is whatever arrived while the previous one was processed, up to BATCH_MAX events; a
 # lone event waits at most BATCH_WAIT seconds for company.
 BATCH_MAX = 500
@@ -93,13 +93,19 @@ class Outbox:
         table.data[key] = value
         self.rows[(table.name, key)] = (table, partition, key, value)
 
+    def deleted(self, table, partition: int, key: str) -> None:
+        """``del table[key]``: a tombstone in the changelog, so recovery forgets it too."""
+        table.data.pop(key, None)
+        self.rows[(table.name, key)] = (table, partition, key, None)
+
     async def deliver(self) -> None:
         """Send the changed rows and wait until everything is delivered. A failed delivery ends
         the process at once: the batch's events must not be acked (Faust would commit them),
         so that a restart replays them."""
         for table, partition, key, value in self.rows.values():
             await self.send(table.changelog_topic.get_topic_name(), codecs.dumps(table.key_serializer, key),
-                            codecs.dumps(table.value_serializer, value), partition=partition)
+                            None if value is None else codecs.dumps(table.value_serializer, value),
+                            partition=partition)
         try:
             await asyncio.gather(*self.pending)
         except Exception:  # noqa: BLE001 - any failed delivery loses a decision unless we stop here
@@ -197,6 +203,8 @@ def create_app(settings: Settings) -> faust.App:
     source = raw_topic(topics.TRANSACTIONS, topics.REPARTITION, topics.DISPOSITIONS)
     accounts = app.Table("accounts", default=None, partitions=partitions)
     models = app.Table("models", default=None, partitions=partitions)  # partition -> checkpoint
+    decisions = DecisionLog(app.Table("decisions", default=None, partitions=partitions),
+                            settings.worker.decisions_kept)
     stage_topics = {entity: raw_topic(topics.BY_ENTITY[entity]) for entity in scorer.stages}
     stage_tables = {entity: app.Table(f"{entity}_state", default=None, partitions=partitions)
                     for entity in scorer.stages}
@@ -216,6 +224,7 @@ def create_app(settings: Settings) -> faust.App:
         # Another worker may advance these models; take the checkpoint again if they come back.
         for tp in revoked:
             scorer.models.pop(tp.partition, None)
+        decisions.forget({tp.partition for tp in revoked})
 
     def local_state(out: Outbox, entity: str, key: str) -> dict | None:
         """``key``'s state in ``entity``'s table if this worker owns its partition, else None.
@@ -249,29 +258,33 @@ def create_app(settings: Settings) -> faust.App:
             carried += scorer.entity_signals(entity, tx, state)
         return False
 
-    def learn_disposition(message):
-        """Teach the partition's supervised model; returns (tx, is_fraud) for the entity stages."""
+    def learn_disposition(out: Outbox, message):
+        """Teach the models a verdict on a decision this partition keeps; returns (tx, is_fraud)
+        for the entity stages, or None when there is nothing (more) to learn."""
+        where = f"{message.topic}/{message.partition}/{message.offset}"
         try:
             item = json.loads(message.value)
-            label = item["label"]
+            label, tx_id = item["label"], item["tx_id"]
             if label not in ("confirmed_fraud", "false_positive"):
                 raise ValueError(f"label {label!r} is not confirmed_fraud or false_positive")
-            account = item["account_id"]
-            known = ((accounts.get(account) or {}).get("recent") or {}).get(item["tx_id"], {})
-            x = item.get("features") or known.get("features")
-            if not x:
-                raise ValueError(f"no features for {item['tx_id']}: not among recent decisions and none given")
+            if not isinstance(tx_id, str):
+                raise ValueError(f"tx_id {tx_id!r} is not text")
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("disposition at %s/%d/%d ignored: %s", message.topic, message.partition, message.offset, exc)
+            log.warning("disposition at %s ignored: %s", where, exc)
+            return None
+        decision = decisions.get(tx_id)
+        if decision is None:
+            log.warning("disposition at %s of %s not learned: no decision on it is kept here (older than the "
+                        "partition's last %d, or keyed by another account than its own)", where, tx_id,
+                        decisions.keep)
+            return None
+        if decision["label"] == label:
+            log.info("disposition at %s of %s: already learned as %s", where, tx_id, label)
             return None
         is_fraud = label == "confirmed_fraud"
-        partition_models(message.partition).feedback(x, is_fraud, str(item["tx_id"]))
-        fields = item.get("tx") or {k: v for k, v in known.items() if k in TX_FIELDS and v not in ("", None)}
-        try:
-            return parse_transaction(orjson.dumps({**fields, "tx_id": item["tx_id"], "account_id": account})), is_fraud
-        except InvalidRecord as exc:  # an old or hand-written disposition: the model learned, the stages cannot
-            log.info("disposition of %s not passed to the entity stages: %s", item["tx_id"], exc.reason)
-            return None
+        partition_models(decision["partition"]).feedback(decision["features"], is_fraud, tx_id)
+        decisions.labelled(out, tx_id, decision, label)
+        return parse_transaction(orjson.dumps(decision["tx"])), is_fraud
 
     async def to_stages(out: Outbox, tx, is_fraud: bool) -> None:
         value, label = orjson.dumps(tx.model_dump(mode="json", exclude_none=True)), str(is_fraud).encode()
@@ -302,7 +315,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def score_one(out: Outbox, message) -> None:
         if message.topic == topics.DISPOSITIONS:
-            learned = learn_disposition(message)
+            learned = learn_disposition(out, message)
             if learned and order:
                 await to_stages(out, *learned)
             return
@@ -325,8 +338,11 @@ def create_app(settings: Settings) -> faust.App:
             return
         state = state or {}
         partition_models(message.partition)  # restores the partition's checkpoint on first use
+        repeated = tx.tx_id in state.get("recent", ())
         record = scorer.score(tx, state, (message.partition, message.offset), carried)
         out.changed(accounts, message.partition, tx.account_id, state)
+        if not repeated:
+            decisions.remember(out, message.partition, record, tx)
         payload = orjson.dumps(record)
         await out.send(topics.SCORES, key, payload)
         if record["tier"]:

@@ -273,10 +273,10 @@ def test_entity_stages_keep_each_entitys_state_in_one_place_across_two_workers_a
     assert 1 <= len(hopped) <= 2, f"{hopped} went to the device's owner over Kafka"
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for i in (10, 11):  # the cockpit's disposition message: the decision's transaction rides along
+    for i in (10, 11):  # the cockpit's disposition message; a merchant it claims is not believed
         producer.send(topics.DISPOSITIONS, key=f"SHOP-{i - 10}".encode(), value=json.dumps({
             "tx_id": f"ent-{i}", "account_id": f"SHOP-{i - 10}", "label": "confirmed_fraud",
-            "tx": {"ts": (now + timedelta(seconds=i)).isoformat(), "amount": 120.0, "merchant_id": "M-BAD"}}).encode())
+            "tx": {"ts": now.isoformat(), "amount": 1.0, "merchant_id": "M-OTHER"}}).encode())
     producer.flush()
     producer.close()
 
@@ -303,7 +303,12 @@ def test_entity_stages_keep_each_entitys_state_in_one_place_across_two_workers_a
 
 def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka, env, processes, tmp_path,
                                                                     monkeypatch):
-    """One partition, so every disposition reaches the same model set; a checkpoint every 200."""
+    """One partition, so every disposition reaches the same model set; a checkpoint every 200.
+    The verdicts come as a bank's label file through `riskcockpit labels`, naming decisions only:
+    the worker teaches from its own record of them."""
+    from click.testing import CliRunner
+
+    from riskcockpit.cli import cli
     import shutil
 
     import yaml
@@ -340,11 +345,16 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
         wait_for(lambda: scored() >= 600, timeout=300, what="600 scores", processes=processes)
         latest = client.query(f"SELECT tx_id, account_id FROM {db}.scores FINAL ORDER BY source_offset DESC "
                               "LIMIT 6").result_rows
+        mapping = tmp_path / "labels.yaml"
+        mapping.write_text("columns: {tx_id: ref, account_id: card, label: outcome}\n")
+        chargebacks = tmp_path / "chargebacks.csv"
+        chargebacks.write_text("ref,card,outcome\n" + "".join(
+            f"{tx_id},{account},{'fraud' if i % 2 else 'legit'}\n" for i, (tx_id, account) in enumerate(latest))
+            + "never-scored,A-0,fraud\n")
+        for _ in range(2):  # the second run of the same file teaches nothing again
+            result = CliRunner().invoke(cli, ["labels", str(chargebacks), "--mapping", str(mapping), "--quiet"])
+            assert result.exit_code == 0 and "published 7 labels (4 fraud)" in result.output, result.output
         producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
-        for i, (tx_id, account) in enumerate(latest):
-            label = "confirmed_fraud" if i % 2 else "false_positive"
-            producer.send(topics.DISPOSITIONS, key=account.encode(), value=json.dumps(
-                {"tx_id": tx_id, "account_id": account, "label": label}).encode())
         producer.send(topics.DISPOSITIONS, key=b"x", value=b'{"tx_id": "nope", "account_id": "x", "label": "maybe"}')
         producer.flush()
         producer.close()
@@ -364,7 +374,10 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
         # Still taught after the restart. (source_offset is the account stage's input, which is
         # transactions.repartition for a record that went through an entity stage.)
         assert scored(f"tx_id IN ({last}) AND fraud_probability >= 0") == 100
-        assert "label 'maybe' is not confirmed_fraud or false_positive" in processes.log("worker")
+        first_run = processes.log("worker").split("models restored")[0]
+        assert "label 'maybe' is not confirmed_fraud or false_positive" in first_run
+        assert first_run.count("already learned as") == 6
+        assert "of never-scored not learned: no decision on it is kept here" in first_run
         # One worker owns every partition, so it ran each entity stage itself: nothing hopped.
         for topic in topics.BY_ENTITY.values():
             assert records(settings.kafka.servers, topic) == [], f"records went through {topic}"
