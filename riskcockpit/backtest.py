@@ -526,6 +526,23 @@ class Result:
         return self.scored / self.seconds if self.seconds else float("inf")
 
 
+def feed_plan(loaded: Loaded, delay: int) -> tuple[list, list[int | None], int]:
+    """What the staged scoring takes: (items: (transaction, label to feed back or None), due: when
+    each label is delivered, distinct tx_ids). A repeated tx_id is fed back once, its first label;
+    from a label file only the file's labels, when each became known."""
+    fed = loaded.fed
+    seen: set[str] = set()
+    items, due = [], []
+    for _, tx, label in loaded.items:
+        feed = label if tx.tx_id not in seen and (fed is None or tx.tx_id in fed) else None
+        known = fed.get(tx.tx_id) if fed else None
+        items.append((tx, feed))
+        # Never before the transaction: a label cannot teach the decision it has not seen yet.
+        due.append(None if feed is None else tx.ts_ms + delay if known is None else max(tx.ts_ms, known))
+        seen.add(tx.tx_id)
+    return items, due, len(seen)
+
+
 def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay: str | int = "7d",
                  progress: Callable[[int, str], None] | None = None, partitions: int = 1,
                  processes: int = 1, write_rejects: bool = True, test_from: datetime | None = None,
@@ -551,16 +568,7 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     if partitions < 1 or processes < 1:
         raise BacktestError(f"--partitions and --processes must be at least 1 (got {partitions}, {processes})")
     labelled = any(label is not None for _, _, label in loaded.items)
-    fed = loaded.fed
-    seen: set[str] = set()
-    items, due = [], []
-    for _, tx, label in loaded.items:  # a repeated tx_id is fed back once: its first label
-        feed = label if tx.tx_id not in seen and (fed is None or tx.tx_id in fed) else None
-        known = fed.get(tx.tx_id) if fed else None
-        items.append((tx, feed))
-        # Never before the transaction: a label cannot teach the decision it has not seen yet.
-        due.append(None if feed is None else tx.ts_ms + delay if known is None else max(tx.ts_ms, known))
-        seen.add(tx.tx_id)
+    items, due, distinct = feed_plan(loaded, delay)
     started = time.perf_counter()
     owner = partition_of(items, partitions)
     try:
@@ -600,7 +608,7 @@ def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay
     seconds = time.perf_counter() - started
     phases["merge + write"] = time.perf_counter() - written
     rejected_file = write_rejected(loaded, out.with_suffix(".rejected.jsonl")) if write_rejects else None
-    duplicates = n - len(seen)
+    duplicates = n - distinct
     result = Result(loaded, out, rejected_file, n, duplicates, sum(s.fed_back for s in shards), seconds,
                     sum(s.core_seconds for s in shards), extra={"phases": phases}, table=table)
     if labelled:

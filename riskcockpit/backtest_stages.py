@@ -63,8 +63,12 @@ def partition_of(items: list[Item], partitions: int) -> list[int]:
     return out
 
 
-def entity_pass(scorer: Scorer, items: list[Item], due: Due) -> Iterator[list[Signal]]:
-    """The entity stages' signals of each transaction in turn, as the account stage needs them."""
+def entity_pass(scorer: Scorer, items: list[Item], due: Due,
+                kept: dict[str, dict[str, dict]] | None = None) -> Iterator[list[Signal]]:
+    """The entity stages' signals of each transaction in turn, as the account stage needs them.
+
+    With ``kept`` (a backfill), the labels still pending at the end are learned too, and
+    ``kept`` receives every entity's final state: entity → key → state."""
     if not scorer.stages:
         yield from ([] for _ in items)
         return
@@ -91,6 +95,14 @@ def entity_pass(scorer: Scorer, items: list[Item], due: Due) -> Iterator[list[Si
         if label is not None:
             heapq.heappush(pending, (due[i], i, tx, label))
         yield signals
+    if kept is not None:
+        while pending:
+            _, _, labelled, is_fraud = heapq.heappop(pending)
+            for entity, name in keys:
+                key = getattr(labelled, name)
+                if key is not None:
+                    scorer.learn_label(entity, labelled, states[entity].setdefault(key, {}), is_fraud)
+        kept.update(states)
 
 
 @dataclass
@@ -102,12 +114,18 @@ class Shard:
     table: Any  # pyarrow.Table: risk_score, tier, model_score, reasons, ind_<name> per indicator
     fed_back: int
     core_seconds: float
+    # With keep_state (a backfill): each account's final state, and each partition's models.
+    states: dict[str, dict] | None = None
+    models: dict[int, Any] | None = None
 
 
 def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner: list[int],
-                 carried: Iterable[list[Signal]], due: Due, done: Callable[[int], None] | None = None) -> Shard:
+                 carried: Iterable[list[Signal]], due: Due, done: Callable[[int], None] | None = None,
+                 keep_state: bool = False) -> Shard:
     """Score the transactions at ``positions`` (event-time order) with their accounts' state and
-    their partitions' models; ``carried`` yields their entity stages' signals in the same order."""
+    their partitions' models; ``carried`` yields their entity stages' signals in the same order.
+    With ``keep_state``, the labels still pending at the end are learned too (history's labels
+    are all known), and the shard carries the final states and models."""
     import pyarrow as pa
 
     names = [ind.name for ind, _ in scorer.indicators]
@@ -148,10 +166,19 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
     by_indicator = list(zip(*values)) if values else [() for _ in names]
     for name, column in zip(names, by_indicator, strict=True):
         columns[f"ind_{name}"] = pa.array(column, pa.float64())
-    return Shard(positions, pa.table(columns), fed_back, core)
+    shard = Shard(positions, pa.table(columns), fed_back, core)
+    if keep_state:
+        for queue in pending.values():
+            while queue:
+                _, _, record, is_fraud = heapq.heappop(queue)
+                scorer.feedback(record, is_fraud)
+                shard.fed_back += 1
+        shard.states = states
+        shard.models = {p: scorer.model_set(p) for p in {owner[i] for i in positions}}
+    return shard
 
 
-# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, due), and
+# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, due, keep_state), and
 # shared counters, one per process, for the progress bar.
 _JOB: tuple[Any, ...] | None = None
 _DONE: Any = None
@@ -159,27 +186,32 @@ _CHUNK = 512  # transactions' signals per message to a process: fewer, larger pi
 
 
 def _account_pass_in_child(slot: int, positions: list[int], inbox, outbox) -> None:
-    scorer, items, owner, due = _JOB
+    scorer, items, owner, due, keep_state = _JOB
 
     def done(n: int) -> None:
         _DONE[slot] = n
 
     try:
         carried = (signals for chunk in iter(inbox.get, None) for signals in chunk)
-        outbox.put((slot, account_pass(scorer, items, positions, owner, carried, due, done)))
+        outbox.put((slot, account_pass(scorer, items, positions, owner, carried, due, done, keep_state)))
     except Exception:  # the parent reports it, with this traceback
         outbox.put((slot, traceback.format_exc()))
 
 
 def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], processes: int = 1,
-                 progress: Callable[[int, str], None] | None = None) -> list[Shard]:
+                 progress: Callable[[int, str], None] | None = None,
+                 entity_states: dict[str, dict[str, dict]] | None = None) -> list[Shard]:
     """Both passes over ``items`` (event-time order), ``owner[i]`` being the partition of
     ``items[i]`` (:func:`partition_of`); shards cover every position once.
 
     On one process the passes interleave, the account stage pulling each transaction's entity
     signals as it goes. On several, this process runs the entity stages and streams each
     process the signals of its transactions while they score: the passes overlap.
+
+    With ``entity_states`` (a backfill), it receives the entity stages' final states, and each
+    shard carries its accounts' states and partitions' models (:func:`account_pass`).
     """
+    keep_state = entity_states is not None
     global _JOB, _DONE
     # Partitions go to processes round-robin, so each process keeps whole partitions.
     present = sorted(set(owner))
@@ -190,10 +222,11 @@ def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], 
         groups[slot].append(i)
     if len(groups) == 1:
         report = None if progress is None else (lambda n: progress(n, "scoring"))
-        return [account_pass(scorer, items, groups[0], owner, entity_pass(scorer, items, due), due, report)]
+        return [account_pass(scorer, items, groups[0], owner, entity_pass(scorer, items, due, entity_states), due,
+                             report, keep_state)]
 
     context = multiprocessing.get_context("fork")  # children inherit the transactions: nothing pickled
-    _JOB, _DONE = (scorer, items, owner, due), context.Array("q", len(groups), lock=False)
+    _JOB, _DONE = (scorer, items, owner, due, keep_state), context.Array("q", len(groups), lock=False)
     # Queues: put() never blocks (a feeder thread writes), so no process waits on a slower one.
     inboxes, outbox = [context.Queue() for _ in groups], context.Queue()
     children = [context.Process(target=_account_pass_in_child, args=(slot, positions, inboxes[slot], outbox),
@@ -204,7 +237,7 @@ def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], 
         for child in children:
             child.start()
         buffers: list[list[list[Signal]]] = [[] for _ in groups]
-        for i, signals in enumerate(entity_pass(scorer, items, due)):
+        for i, signals in enumerate(entity_pass(scorer, items, due, entity_states)):
             slot = slot_of[i]
             buffers[slot].append(signals)
             if len(buffers[slot]) == _CHUNK:

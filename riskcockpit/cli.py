@@ -273,9 +273,9 @@ def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, c
 
 
 from alerting.cli import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)
-from riskcockpit.cmd_offline import backtest, indicators_group, labels, replay  # noqa: E402
+from riskcockpit.cmd_offline import backfill, backtest, indicators_group, labels, replay  # noqa: E402
 
-for command in (backtest, replay, labels, indicators_group, notifier, alerting, silence, webhook):
+for command in (backtest, backfill, replay, labels, indicators_group, notifier, alerting, silence, webhook):
     cli.add_command(command)
 
 

@@ -2,8 +2,9 @@
 
 Registered on the main group in :mod:`riskcockpit.cli`::
 
-    from riskcockpit.cmd_offline import backtest, indicators_group, labels, replay
+    from riskcockpit.cmd_offline import backfill, backtest, indicators_group, labels, replay
     cli.add_command(backtest)
+    cli.add_command(backfill)
     cli.add_command(replay)
     cli.add_command(labels)
     cli.add_command(indicators_group)
@@ -56,6 +57,57 @@ def _load(file: str, mapping_file: str, labels: str | None = None):
         raise click.ClickException(str(exc)) from None
 
 
+def _load_labelled(file: str, mapping_file: str, labels: str | None, label_file: str | None,
+                   label_mapping: str | None):
+    """The transactions with their labels, from a column (``--labels``) or a label file."""
+    from riskcockpit.backtest import BacktestError
+
+    if label_file and (labels or not label_mapping):
+        raise click.UsageError("--label-file needs --label-mapping, and replaces --labels")
+    loaded = _load(file, mapping_file, labels)
+    _report_rejected(loaded)
+    if label_file:
+        from riskcockpit.labels import attach, load_label_mapping, load_labels
+
+        try:
+            loaded, unmatched = attach(loaded, load_labels(label_file, load_label_mapping(label_mapping)))
+        except BacktestError as exc:
+            raise click.ClickException(str(exc)) from None
+        if unmatched:
+            click.echo(f"{unmatched} labels of {label_file} name no transaction of {file}", err=True)
+    return loaded
+
+
+def _label_options(command):
+    """--labels, --label-file, --label-mapping and --feedback-delay, as the backtest and backfill read them."""
+    for option in reversed((
+        click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, "
+                                      "legit: 0/false/no/legit…)"),
+        click.option("--label-file", type=_FILE,
+                     help="a label file as `riskcockpit labels` reads it (chargebacks, case outcomes): its verdicts "
+                          "are fed back when each became known; transactions it does not name count as legitimate"),
+        click.option("--label-mapping", type=_FILE,
+                     help="the label file's mapping (tx_id, account_id, label [, known_at])"),
+        click.option("--feedback-delay", default="7d", show_default=True,
+                     help="dispositions reach the model this long after the transaction (event time), "
+                          "unless the label file says when"),
+    )):
+        command = option(command)
+    return command
+
+
+def _delay_ms(feedback_delay: str) -> int:
+    from indicators.base import parse_duration_ms
+
+    try:
+        delay = parse_duration_ms(feedback_delay)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--feedback-delay") from None
+    if delay < 0:
+        raise click.BadParameter(f"must not be negative (got {feedback_delay!r})", param_hint="--feedback-delay")
+    return delay
+
+
 def _report_rejected(loaded) -> None:
     from riskcockpit.backtest import rejection_summary
 
@@ -77,14 +129,7 @@ _FILE = click.Path(exists=True, dir_okay=False)
 @click.option("--baseline", "baseline_file", type=_FILE,
               help="also score with this scoring config (e.g. config/indicators.yaml, the live one) and print "
                    "how alerts per tier change; its rows go to OUT.baseline.parquet")
-@click.option("--labels", help="column holding the disposition (fraud: 1/true/yes/fraud…, legit: 0/false/no/legit…)")
-@click.option("--label-file", type=_FILE,
-              help="a label file as `riskcockpit labels` reads it (chargebacks, case outcomes): its verdicts "
-                   "are fed back when each became known; transactions it does not name count as legitimate")
-@click.option("--label-mapping", type=_FILE, help="the label file's mapping (tx_id, account_id, label [, known_at])")
-@click.option("--feedback-delay", default="7d", show_default=True,
-              help="dispositions reach the model this long after the transaction (event time), "
-                   "unless the label file says when")
+@_label_options
 @click.option("--partitions", type=click.IntRange(1, 1024),
               help="score as a worker over this many partitions, each with its own models "
                    "[default: kafka.partitions of the settings]")
@@ -116,29 +161,12 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, l
         run_backtest,
     )
     from riskcockpit.backtest_stages import available_cpus
-    from indicators.base import parse_duration_ms
-
-    try:
-        parse_duration_ms(feedback_delay)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--feedback-delay") from None
+    _delay_ms(feedback_delay)
     config = scoring_config(obj, config_file)
     baseline = scoring_config(obj, baseline_file) if baseline_file else None
     partitions = partitions or _settings(obj).kafka.partitions
     processes = min(processes or available_cpus(), partitions)
-    if label_file and (labels or not label_mapping):
-        raise click.UsageError("--label-file needs --label-mapping, and replaces --labels")
-    loaded = _load(file, mapping_file, labels)
-    _report_rejected(loaded)
-    if label_file:
-        from riskcockpit.labels import attach, load_label_mapping, load_labels
-
-        try:
-            loaded, unmatched = attach(loaded, load_labels(label_file, load_label_mapping(label_mapping)))
-        except BacktestError as exc:
-            raise click.ClickException(str(exc)) from None
-        if unmatched:
-            click.echo(f"{unmatched} labels of {label_file} name no transaction of {file}", err=True)
+    loaded = _load_labelled(file, mapping_file, labels, label_file, label_mapping)
     scorer = Scorer(config)
     tune_gc()
     try:
@@ -167,6 +195,44 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, l
             click.echo(format_comparison(base, result, base_scorer.config_hash, scorer.config_hash))
         except BacktestError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--mapping", "mapping_file", required=True, type=_FILE,
+              help="YAML mapping of the file's columns to the transaction schema")
+@_label_options
+@click.option("--processes", type=click.IntRange(1, 256), help="processes the partitions are spread over [default: CPUs]")
+@click.option("--force", is_flag=True, help="write even if the worker's tables already hold state")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.pass_obj
+def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedback_delay, processes, force, quiet):
+    """Warm start: build the worker's state (accounts, merchants, devices, counterparties, each
+    partition's models) from a historical file, learning its labels, and write it where a
+    starting worker restores it. Publishes no decision; run it before the workers start."""
+    from riskcockpit.backfill import BackfillRefused, build_state, write_state
+    from riskcockpit.backtest import BacktestError, Scorer, progress_bar
+    from riskcockpit.backtest_stages import available_cpus
+
+    delay = _delay_ms(feedback_delay)
+    settings = _settings(obj)
+    partitions = settings.kafka.partitions
+    loaded = _load_labelled(file, mapping_file, labels, label_file, label_mapping)
+    scorer = Scorer(scoring_config(obj, None))
+    tune_gc()
+    try:
+        with progress_bar(len(loaded.items), f"backfill {Path(file).name}", enabled=not quiet) as progress:
+            shards, entity_states, fed_back = build_state(loaded, scorer, partitions, delay,
+                                                          min(processes or available_cpus(), partitions), progress)
+            accounts, entities, models = write_state(settings, scorer, shards, entity_states, force, progress)
+    except (BacktestError, BackfillRefused) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; the state may be partly written (run again with --force)") from None
+    shown = ", ".join(f"{n} {entity}s" for entity, n in entities.items())
+    click.echo(f"backfilled {len(loaded.items)} transactions ({fed_back} labels learned) with config "
+               f"{scorer.config_hash}: {accounts} accounts{', ' + shown if shown else ''} and the models of "
+               f"{models} of {partitions} partitions written to {settings.kafka.servers}")
 
 
 @click.command()
