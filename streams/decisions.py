@@ -23,14 +23,15 @@ import orjson
 
 # What of the transaction the entity stages need to learn a label (the contract's required
 # fields and the entities' keys).
-TX_FIELDS = frozenset({"tx_id", "ts", "account_id", "amount", "direction", "merchant_id", "device_id",
-                       "counterparty_id", "mcc", "channel", "country"})
+TX_FIELDS = ("tx_id", "ts", "account_id", "amount", "direction", "merchant_id", "device_id", "counterparty_id",
+             "mcc", "channel", "country")
 
 
 def encode(partition: int, record: dict[str, Any], tx, label: str | None = None) -> str:
     """One row: the partition, then the decision's features and its transaction (a
     :class:`streams.contract.Transaction`) as the contract's JSON."""
-    body = {"features": record["features"], "tx": tx.model_dump(mode="json", include=TX_FIELDS, exclude_none=True),
+    get = tx.__dict__.get  # not model_dump: a quarter of the cost (orjson writes the datetime as ISO-8601)
+    body = {"features": record["features"], "tx": {k: v for k in TX_FIELDS if (v := get(k)) is not None},
             "label": label}
     return f"{partition} {orjson.dumps(body).decode()}"
 
