@@ -121,8 +121,11 @@ class Rarity:
             if warm:
                 ranked = tail.sorted
                 n = len(ranked) + 1
-                append((sig, log(n / (right(ranked, value) + 1)) if name in low
-                        else log(n / (n - left(ranked, value)))))
+                if name in low:
+                    # every recent value at or below it: no surprise, and no search (most values are)
+                    append((sig, 0.0 if not ranked or value >= ranked[-1] else log(n / (right(ranked, value) + 1))))
+                else:
+                    append((sig, 0.0 if not ranked or value <= ranked[0] else log(n / (n - left(ranked, value)))))
             else:
                 append((sig, 0.0))
             if learn:

@@ -485,7 +485,7 @@ def test_partitions_spread_over_processes_give_the_same_answer_as_one_process(tm
               "country", "device_id", "ip", "lat", "lon", "status"]
     loaded = bt.load_transactions(path, bt.Mapping.model_validate({"columns": {f: f for f in fields}}), "fraud")
     config = _active_config().model_copy(update={"models": _active_config().models.model_copy(update={
-        "anomaly": _active_config().models.anomaly.model_copy(update={"warmup": 100}),
+        "anomaly": _active_config().models.anomaly.model_copy(update={"enabled": True, "warmup": 100}),
         "supervised": _active_config().models.supervised.model_copy(update={"min_labels": 5})})})
     tables, results = {}, {}
     for processes in (1, 2):

@@ -115,7 +115,9 @@ def test_bad_rules_are_refused(rule, message):
 
 
 def test_every_decision_recomputes_from_its_stored_reasons_and_the_config_it_names():
-    config = load_scoring_config(DEFAULT_CONFIG_DIR)
+    live = load_scoring_config(DEFAULT_CONFIG_DIR)
+    config = live.model_copy(update={"models": live.models.model_copy(update={
+        "anomaly": live.models.anomaly.model_copy(update={"enabled": True})})})  # every kind of reason
     scorer, states = Scorer(config), defaultdict(dict)
     txs = [Transaction.model_validate(r) for r in SyntheticStream(
         seed=9, accounts=2_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.05).take(6_000)]
