@@ -25,9 +25,10 @@ the transactions, so they reach the worker that owns the account's partition. Th
 partition's record of its decisions (:mod:`streams.decisions`) says what the decision saw: its
 features teach the partition's supervised model, its transaction the entity stages (merchant
 compromise learns from confirmed fraud). A disposition says only which decision and which
-verdict; nothing it claims the decision saw is believed. Each partition's models are checkpointed into the changelog-backed table
-``models`` every ``checkpoint_every`` transactions and restored from it when the partition is
-(re)assigned; what was learned since the last checkpoint is lost on a crash.
+verdict; nothing it claims the decision saw is believed. Each partition's models are
+checkpointed into the changelog-backed table ``models`` every ``checkpoint_every``
+transactions and restored from it when the partition is (re)assigned; what was learned since
+the last checkpoint is lost on a crash.
 
 Every agent takes its events in batches (whatever arrived while the last batch was processed,
 up to ``BATCH_MAX``) and sends its records straight to the producer, so a batch goes out in a
