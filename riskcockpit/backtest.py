@@ -96,6 +96,16 @@ class BacktestError(Exception):
 # ----------------------------------------------------------------------------------------------- mapping
 
 
+def check_zone(value: str | None) -> str | None:
+    """A mapping's ``timezone``: None or an IANA zone name."""
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai or Europe/Berlin") from None
+    return value
+
+
 class Mapping(BaseModel):
     """``MAP.yaml``: which source column feeds which field of the transaction contract."""
 
@@ -150,12 +160,7 @@ class Mapping(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai or Europe/Berlin") from None
-        return value
+        return check_zone(value)
 
     @property
     def source(self) -> str:

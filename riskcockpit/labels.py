@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
-from riskcockpit.backtest import BacktestError, _read, epoch_ms, parse_label
+from riskcockpit.backtest import BacktestError, _read, check_zone, epoch_ms, parse_label
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
 
 FIELDS = ("tx_id", "account_id", "label", "known_at")
@@ -65,12 +65,7 @@ class LabelMapping(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai or Europe/Berlin") from None
-        return value
+        return check_zone(value)
 
 
 def load_label_mapping(path: str | Path) -> LabelMapping:
