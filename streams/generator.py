@@ -504,7 +504,9 @@ class SyntheticStream:
         lognorm = rng.lognormvariate
         rate = self.rate
         base = self._base_epoch
-        seed = self.seed
+        # The start in the id: a stream started later (a second `make run`) has ids of its own,
+        # which the worker and the store would otherwise take for redeliveries of the first.
+        seed = f"{self.seed}-{int(base)}"
         groups = self._groups
         hour_tables = self._hour_tables
         p_start = self._p_start

@@ -95,7 +95,7 @@ def test_event_time_order_ids_and_amounts(txs):
         assert tx["amount"] > 0 and math.isfinite(tx["amount"])
         assert round(tx["amount"], 2) == tx["amount"]
     assert len({tx["tx_id"] for tx in txs}) == len(txs)
-    assert txs[0]["tx_id"] == "T7-0000000000"
+    assert txs[0]["tx_id"] == f"T7-{int(START.timestamp())}-0000000000"
     assert datetime.fromisoformat(txs[0]["ts"]) >= START
 
 
