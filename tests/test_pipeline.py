@@ -403,7 +403,7 @@ def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_
     try:
         names = sorted(t for t in admin.list_topics() if t.startswith(app_id))
         assert names == sorted(f"{app_id}-{table}-changelog" for table in (
-            "accounts", "models", "merchant_state", "device_state", "counterparty_state"))
+            "accounts", "models", "decisions", "merchant_state", "device_state", "counterparty_state"))
         assert {len(t["partitions"]) for t in admin.describe_topics(names)} == {settings.kafka.partitions}
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs=["cleanup.policy"])
                                             for n in names])["topic"]
