@@ -91,7 +91,7 @@ def _refuse_if_busy(settings: Settings, tables, force: bool) -> None:
                               "; backfill prepares a new deployment (--force writes over the rows it has)")
 
 
-def write_state(settings: Settings, scorer: Scorer, shards, entity_states: dict[str, dict[str, dict]],
+def write_state(settings: Settings, shards, entity_states: dict[str, dict[str, dict]],
                 force: bool = False, progress: Callable[[int, str], None] | None = None) -> tuple[int, dict[str, int], int]:
     """Write the built state to the worker's changelogs; (accounts, rows per entity, partitions)."""
     from faust.serializers import codecs

@@ -224,7 +224,7 @@ def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedbac
         with progress_bar(len(loaded.items), f"backfill {Path(file).name}", enabled=not quiet) as progress:
             shards, entity_states, fed_back = build_state(loaded, scorer, partitions, delay,
                                                           min(processes or available_cpus(), partitions), progress)
-            accounts, entities, models = write_state(settings, scorer, shards, entity_states, force, progress)
+            accounts, entities, models = write_state(settings, shards, entity_states, force, progress)
     except (BacktestError, BackfillRefused) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

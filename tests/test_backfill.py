@@ -56,7 +56,7 @@ def test_backfill_then_live_scoring_decides_as_one_continuous_backtest(fresh_kaf
     mapping = bt.load_mapping(tmp_path / "map.yaml")
     labels = load_labels(tmp_path / "labels.csv", load_label_mapping(tmp_path / "labels.yaml"))
     loaded, _ = attach(bt.load_transactions(tmp_path / "both.jsonl", mapping), labels)
-    continuous = bt.run_backtest(loaded, Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), tmp_path / "both.parquet",
+    bt.run_backtest(loaded, Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), tmp_path / "both.parquet",
                                  partitions=1)
     expected = {row["tx_id"]: row for row in pq.read_table(tmp_path / "both.parquet").to_pylist()}
 
