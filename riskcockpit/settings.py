@@ -78,6 +78,8 @@ class StoreSettings(_Section):
 class WorkerSettings(_Section):
     app_id: str = "riskcockpit"
     max_record_bytes: int = Field(65536, ge=1024)
+    max_amount: float = Field(1e12, gt=0, allow_inf_nan=False,
+                              description="larger amounts are a unit mistake and go to transactions.dlq")
     web_port: int | None = Field(None, description="Faust's own web/metrics port; empty disables it")
     decisions_kept: int = Field(200_000, ge=1, description="decisions per partition a label can still teach")
 

@@ -70,3 +70,40 @@ def test_null_value():
 
 def test_nan_never_reaches_scoring():
     assert math.isfinite(parse_transaction(raw(amount=1e-9)).amount)
+
+
+VALID = b'{"tx_id":"t1","ts":1767225600000,"account_id":"A1","amount":12.5}'
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        (b"[" * 20_000 + b"]" * 20_000, "nested deeper than 8 levels"),
+        (raw(attributes={"a": [[[[[[[[1]]]]]]]]}), "nested deeper than 8 levels"),
+        (VALID[:-1] + b',"amount2":' + b"9" * 5000 + b"}", "a number of 5000 digits"),
+        (VALID[:-1] + b',"x":1e999}', "beyond a float's range"),
+        (raw(ts="0001-01-01T00:00:00+14:00"), "ts: does not fit a date once converted to UTC"),
+        (raw(ts="9999-12-31T23:59:59-14:00"), "ts: does not fit a date"),
+        (VALID[:-1] + b',"amount":13}', "amount: key given more than once"),
+        (raw(tx_id="t\x001"), "tx_id: control character in an id"),
+        (raw(account_id="A\u00851"), "account_id: control character in an id"),
+        (raw(merchant_id="M\n"), "merchant_id: control character in an id"),
+        (raw(amount=1e308), "amount: 1e+308 is above the maximum of 1e+12"),
+        (raw(attributes={"note": "\ud800"}), "lone surrogate"),
+    ],
+)
+def test_records_no_reader_would_read_alike_are_refused(payload, fragment):
+    with pytest.raises(InvalidRecord) as info:
+        parse_transaction(payload)
+    assert fragment in info.value.reason
+
+
+def test_the_maximum_amount_is_the_callers_and_text_in_other_scripts_is_fine():
+    assert parse_transaction(raw(amount=5e12), max_amount=1e13).amount == 5e12
+    tx = parse_transaction(raw(merchant_id="北京烤鸭店", attributes={"备注": "\u4e2d"}))
+    assert tx.merchant_id == "北京烤鸭店"
+
+
+def test_an_alert_of_one_account_is_never_the_alert_of_another():
+    one, other = parse_transaction(raw(account_id="A1")), parse_transaction(raw(account_id="A2"))
+    assert one.tx_id == other.tx_id and one.decision_id != other.decision_id
