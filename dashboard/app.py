@@ -176,6 +176,7 @@ def _column_defs(lang: str) -> list[dict]:
         {"field": "score", "headerName": t(lang, "col_score"), "filter": number, "width": 80,
          "valueFormatter": {"function": "d3.format('.3f')(params.value)"}},
         {"field": "account_id", "headerName": t(lang, "col_account"), "width": 110},
+        {"field": "tx_id", "headerName": t(lang, "col_tx"), "width": 130},
         {"field": "amount", "headerName": t(lang, "col_amount"), "filter": number, "width": 135,
          "type": "rightAligned",
          "valueFormatter": {"function": "d3.format(',.2f')(params.value) + ' ' + params.data.currency"}},
@@ -185,6 +186,8 @@ def _column_defs(lang: str) -> list[dict]:
          "tooltipField": "reasons_detail", "wrapText": True, "autoHeight": True, "cellClass": "reasons-cell"},
         {"field": "scenario", "headerName": t(lang, "col_scenario"), "width": 135},
         {"field": "acknowledged", "headerName": t(lang, "col_ack"), "width": 80, "cellClass": "text-center"},
+        # The alert's own id (account and tx_id together): what actions and webhooks name.
+        {"field": "alert_id", "headerName": t(lang, "col_alert"), "width": 190},
     ]
 
 
@@ -313,6 +316,7 @@ def _row(alert: dict) -> dict:
     short, detail = _reasons(alert["reasons"])
     return {
         "alert_id": alert["alert_id"],
+        "tx_id": alert["tx_id"],
         "scored_at": _utc(alert["scored_at"]).strftime("%Y-%m-%d %H:%M:%S"),
         "tier": int(alert["tier"]),
         "score": round(float(alert["score"]), 4),

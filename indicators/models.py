@@ -160,14 +160,18 @@ def features(tx: Transaction, signals: list[Signal], utc_offset_hours: float) ->
 
 def model_input(x: dict[str, float | None], keys=None) -> dict[str, float]:
     """"Not applicable" (or absent) is neutral 0; large values are log-compressed so none dominates.
+    A value that is not finite is neutral too: one NaN learned would make every later
+    prediction of the model NaN, and its checkpoint would keep it.
 
     >>> model_input({"a": None, "b": 0.5, "c": -99.0}), model_input({"a": 3.0}, ["a", "z"])
     ({'a': 0.0, 'b': 0.5, 'c': -4.605170185988092}, {'a': 1.3862943611198906, 'z': 0.0})
+    >>> model_input({"a": float("nan"), "b": float("inf")})
+    {'a': 0.0, 'b': 0.0}
     """
-    out, get, log1p = {}, x.get, math.log1p
+    out, get, log1p, finite = {}, x.get, math.log1p, math.isfinite
     for k in x if keys is None else keys:  # a plain loop: half the cost of a comprehension here
         v = get(k)
-        out[k] = 0.0 if v is None else log1p(v) if v > 1 else -log1p(-v) if v < -1 else float(v)
+        out[k] = 0.0 if v is None or not finite(v) else log1p(v) if v > 1 else -log1p(-v) if v < -1 else float(v)
     return out
 
 
@@ -210,7 +214,7 @@ def crossed(x: dict[str, float | None]) -> dict[str, float]:
         m = f"m{int(mcc):04d}"
         out[m] = out[a + m] = out[m + h] = 1.0
         ratio = x.get("category_amount_ratio")
-        if ratio:
+        if ratio and math.isfinite(ratio):
             c = f"c{int(log1p(ratio) * 2)}"
             out[c + m] = out[c + a] = 1.0
     return out

@@ -426,6 +426,7 @@ class Scorer:
         ]
         return {
             "tx_id": tx.tx_id,
+            "alert_id": tx.decision_id,
             "account_id": tx.account_id,
             "ts": tx.ts.isoformat(timespec="milliseconds"),
             "amount": tx.amount,

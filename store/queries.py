@@ -99,7 +99,7 @@ def latest_alerts(client: Client, db: str, limit: int = 200, tier: int | None = 
     where = "WHERE tier = {tier:UInt8}" if tier else ""
     return _rows(
         client,
-        f"""SELECT a.alert_id AS alert_id, a.scored_at AS scored_at, a.ts AS ts, a.tier AS tier,
+        f"""SELECT a.alert_id AS alert_id, a.tx_id AS tx_id, a.scored_at AS scored_at, a.ts AS ts, a.tier AS tier,
                    a.score AS score, a.account_id AS account_id, a.amount AS amount,
                    a.currency AS currency, a.channel AS channel, a.country AS country,
                    a.reasons AS reasons, a.scenario AS scenario, a.features AS features,

@@ -42,7 +42,7 @@ class ActionPublisher:
                                            value=json.dumps(stored, ensure_ascii=False).encode())]
             if action["action"] == "disposition":
                 futures.append(self._producer.send(topics.DISPOSITIONS, key=action["account_id"].encode(), value=json.dumps({
-                    "tx_id": action["alert_id"], "account_id": action["account_id"], "label": action["disposition"],
+                    "alert_id": action["alert_id"], "account_id": action["account_id"], "label": action["disposition"],
                     "actor": action["actor"], "at": action["at"]}, ensure_ascii=False).encode()))
         for future in futures:
             future.get(timeout=10)  # the analyst must know the action was recorded

@@ -1,10 +1,12 @@
 """The worker's own memory of its decisions, so a label weeks later teaches what the decision saw.
 
-A disposition names a transaction (``tx_id``, keyed by its account); the supervised model must
+A disposition names a decision (its ``alert_id``, or ``tx_id`` and account, keyed by the
+account); the supervised model must
 learn from the features *the worker* computed when it scored it, and the entity stages from the
 transaction *the worker* received, never from what the disposition's sender says they were
 (anyone who can write to ``risk.dispositions`` could otherwise feed the models any numbers).
-So each decision is kept in the changelog-backed table ``decisions``, keyed by ``tx_id``, in
+So each decision is kept in the changelog-backed table ``decisions``, keyed by its id
+(:func:`streams.contract.decision_id`: two accounts may use one ``tx_id``), in
 the account's partition, where its dispositions arrive. Each row also remembers the label it
 was taught, so a repeated or redelivered label teaches once.
 
@@ -58,7 +60,7 @@ class DecisionLog:
 
     def __init__(self, table, keep: int):
         self.table, self.keep = table, keep
-        self._order: dict[int, deque[str]] = {}  # partition → tx_ids, oldest first
+        self._order: dict[int, deque[str]] = {}  # partition → decision ids, oldest first
 
     def _keys(self, partition: int) -> deque[str]:
         keys = self._order.get(partition)
@@ -66,26 +68,26 @@ class DecisionLog:
             keys = self._order[partition] = deque(k for k, row in self.table.data.items() if _partition(row) == partition)
         return keys
 
-    def get(self, tx_id: str) -> dict[str, Any] | None:
-        """The decision on ``tx_id`` (:func:`decode`, with the ``partition`` it is kept in), or None."""
-        row = self.table.data.get(tx_id)
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The decision ``key`` (:func:`decode`, with the ``partition`` it is kept in), or None."""
+        row = self.table.data.get(key)
         return None if row is None else {**decode(row), "partition": _partition(row)}
 
     def remember(self, out, partition: int, record: dict[str, Any], tx: dict[str, Any]) -> None:
         """Keep a new decision; forget the partition's oldest beyond ``keep``."""
         keys = self._keys(partition)
-        tx_id = record["tx_id"]
-        if tx_id not in self.table.data:
-            keys.append(tx_id)
-        out.changed(self.table, partition, tx_id, encode(partition, record, tx))
+        key = record["alert_id"]
+        if key not in self.table.data:
+            keys.append(key)
+        out.changed(self.table, partition, key, encode(partition, record, tx))
         while len(keys) > self.keep:
             out.deleted(self.table, partition, keys.popleft())
 
-    def labelled(self, out, tx_id: str, decision: dict[str, Any], label: str) -> None:
+    def labelled(self, out, key: str, decision: dict[str, Any], label: str) -> None:
         """Remember the label a decision (from :meth:`get`) was taught, so a repeat teaches nothing."""
         partition = decision["partition"]
         body = {k: v for k, v in decision.items() if k != "partition"} | {"label": label}
-        out.changed(self.table, partition, tx_id, f"{partition} {orjson.dumps(body).decode()}")
+        out.changed(self.table, partition, key, f"{partition} {orjson.dumps(body).decode()}")
 
     def forget(self, partitions) -> None:
         """Partitions revoked: their order is rebuilt if they come back."""

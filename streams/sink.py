@@ -1,8 +1,11 @@
 """The sink: result topics → ClickHouse, in batches, offsets committed only after the insert.
 
-If an insert fails the batch is retried (with backoff) before anything new is read, so nothing
-is skipped; if the process dies, Kafka redelivers from the last commit and the
-ReplacingMergeTree tables collapse the repeats (queries read ``FINAL``).
+If an insert fails while the store does not answer, the batch is retried (with backoff) before
+anything new is read, so nothing is skipped; if the process dies, Kafka redelivers from the
+last commit and the ReplacingMergeTree tables collapse the repeats (queries read ``FINAL``).
+If an insert fails while the store answers, a row is to blame, not the store: the batch is
+split until the rows that fail alone are found, and those are kept in the ``dlq`` table with
+their bytes and the store's error, so one poison record never stops the tables filling.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from kafka import KafkaConsumer
 from riskcockpit.broker import ensure_topics, subscribe
 from riskcockpit.settings import Settings
 from store.migrate import migrate
+from streams.contract import decision_id
 from streams import topics
 
 log = logging.getLogger("riskcockpit.sink")
@@ -50,7 +54,8 @@ def _time(value: str) -> datetime:
 def _result_row(record: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
     row = dict({"fraud_probability": -1.0, "features": {}, "regime": "label-free", "label_free_score": -1.0},
                **record)
-    row.update(alert_id=record["tx_id"], ts=_time(record["ts"]), scored_at=_time(record["scored_at"]),
+    row.update(alert_id=record.get("alert_id") or decision_id(record["account_id"], record["tx_id"]),
+               ts=_time(record["ts"]), scored_at=_time(record["scored_at"]),
                reasons=json.dumps(record["reasons"], ensure_ascii=False),
                features=json.dumps(row["features"], separators=(",", ":")))
     return [row[c] for c in columns]
@@ -92,31 +97,45 @@ def _config_row(record: dict[str, Any]) -> list[Any]:
             _time(record["published_at"])]
 
 
-def rows_by_table(messages) -> dict[str, list[list[Any]]]:
+def _unreadable_row(message, reason: str) -> list[Any]:
+    """A dlq row made of the message's own metadata and bytes only: always storable."""
+    return [message.topic, message.partition, message.offset, (message.key or b"").decode("utf-8", "replace"),
+            message.value or b"", reason[:4096], datetime.fromtimestamp(message.timestamp / 1000, UTC)]
+
+
+class Rows(defaultdict):
+    """Rows per table, with the message each row came from (``origins``, in the same order)."""
+
+    def __init__(self):
+        super().__init__(list)
+        self.origins: dict[str, list] = defaultdict(list)
+
+    def add(self, table: str, row: list[Any], message) -> None:
+        self[table].append(row)
+        self.origins[table].append(message)
+
+
+def rows_by_table(messages) -> Rows:
     """Map consumed messages to rows per table; a malformed result record lands in the DLQ table."""
-    rows: dict[str, list[list[Any]]] = defaultdict(list)
+    rows = Rows()
     for message in messages:
         try:
-            if message.topic == topics.DLQ:
-                rows["dlq"].append(_dlq_row(message))
+            if message.topic in topics.DEAD_LETTERS:
+                rows.add("dlq", _dlq_row(message), message)
             elif message.topic == topics.SCORES:
-                rows["scores"].append(_result_row(json.loads(message.value), SCORE_COLUMNS))
+                rows.add("scores", _result_row(json.loads(message.value), SCORE_COLUMNS), message)
             elif message.topic == topics.ALERTS:
-                rows["alerts"].append(_result_row(json.loads(message.value), ALERT_COLUMNS))
+                rows.add("alerts", _result_row(json.loads(message.value), ALERT_COLUMNS), message)
             elif message.topic == topics.ACTIONS:
-                rows["actions"].append(_action_row(json.loads(message.value)))
+                rows.add("actions", _action_row(json.loads(message.value)), message)
             elif message.topic == topics.SILENCES:
-                rows["silences"].append(_silence_row(json.loads(message.value)))
+                rows.add("silences", _silence_row(json.loads(message.value)), message)
             elif message.topic == topics.DELIVERIES:
-                rows["deliveries"].append(_delivery_row(json.loads(message.value)))
+                rows.add("deliveries", _delivery_row(json.loads(message.value)), message)
             elif message.topic == topics.CONFIGS:
-                rows["configs"].append(_config_row(json.loads(message.value)))
-        except (ValueError, KeyError, TypeError) as exc:
-            # Never drop what we cannot read: keep its bytes where the DLQ audit finds them.
-            rows["dlq"].append([message.topic, message.partition, message.offset,
-                                (message.key or b"").decode("utf-8", "replace"), message.value or b"",
-                                f"sink could not read a {message.topic} record: {exc!r}",
-                                datetime.fromtimestamp(message.timestamp / 1000, UTC)])
+                rows.add("configs", _config_row(json.loads(message.value)), message)
+        except Exception as exc:  # noqa: BLE001 - never drop what we cannot read: keep it for the DLQ audit
+            rows.add("dlq", _unreadable_row(message, f"sink could not read a {message.topic} record: {exc!r}"), message)
     return rows
 
 
@@ -129,6 +148,7 @@ class Sink:
         self.inserted = defaultdict(int)
 
     def write(self, rows: dict[str, list[list[Any]]]) -> None:
+        """Insert each table's rows as they are (one insert per table)."""
         for table, batch in rows.items():
             if batch:
                 self.client.insert(f"{self.db}.{table}", batch, column_names=list(TABLES[table]))
@@ -181,11 +201,11 @@ class Sink:
         finally:
             consumer.close(autocommit=False)
 
-    def _insert_until_done(self, rows) -> None:
+    def _insert_until_done(self, rows: Rows) -> None:
         delay = 0.5
         while True:
             try:
-                self.write(rows)
+                self._write_isolating(rows)
                 return
             except Exception as exc:  # a store outage must not lose or skip the batch
                 if self.stopping.is_set():
@@ -193,6 +213,42 @@ class Sink:
                 log.warning("insert failed, retrying in %.1fs: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 30)
+
+    def _answers(self) -> bool:
+        try:
+            self.client.command("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - whatever the reason, the store is not answering
+            return False
+
+    def _write_isolating(self, rows: Rows) -> None:
+        """Write every table's rows; a row the store refuses while it answers goes to the dlq
+        table instead. Raises while the store does not answer (the caller retries it all:
+        what was inserted already collapses with its repeat)."""
+        poison: list[list[Any]] = []
+        for table, batch in rows.items():
+            if batch:
+                poison += self._insert_or_split(table, batch, rows.origins.get(table) or [None] * len(batch))
+        if poison:
+            self.write({"dlq": poison})
+
+    def _insert_or_split(self, table: str, batch: list, origins: list) -> list[list[Any]]:
+        try:
+            self.write({table: batch})
+            return []
+        except Exception as exc:
+            if not self._answers():
+                raise
+            if len(batch) == 1:
+                if origins[0] is None:
+                    raise
+                log.error("%s row of %s/%d/%d refused by the store, kept in dlq: %s", table, origins[0].topic,
+                          origins[0].partition, origins[0].offset, exc)
+                return [_unreadable_row(origins[0], f"sink could not store a {origins[0].topic} record "
+                                                    f"in {table}: {type(exc).__name__}: {exc}")]
+        half = len(batch) // 2
+        return (self._insert_or_split(table, batch[:half], origins[:half])
+                + self._insert_or_split(table, batch[half:], origins[half:]))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -30,6 +30,14 @@ checkpointed into the changelog-backed table ``models`` every ``checkpoint_every
 transactions and restored from it when the partition is (re)assigned; what was learned since
 the last checkpoint is lost on a crash.
 
+One record never costs another: whatever goes wrong while one record is handled (a record
+that breaks the contract, a disposition of a decision not kept here, a bug) sends that record
+to its dead-letter topic (``transactions.dlq``, ``risk.dispositions.dlq``) with the reason and
+its source offset, and the batch goes on. Faust acks a whole batch once its loop body is done,
+so an exception escaping the loop would commit the batch's remaining records unhandled.
+Headers between the stages (the signals so far, a label to learn) are believed only on the
+worker's internal topics, never on ``transactions``, where any producer writes.
+
 Every agent takes its events in batches (whatever arrived while the last batch was processed,
 up to ``BATCH_MAX``) and sends its records straight to the producer, so a batch goes out in a
 few produce requests; a table row the batch changed is written to the changelog once, with its
@@ -47,6 +55,7 @@ import json
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import faust
@@ -60,7 +69,7 @@ from indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import Settings
 from streams import faust_seek, topics
-from streams.contract import InvalidRecord, parse_transaction
+from streams.contract import InvalidRecord, decision_id, parse_transaction
 from streams.decisions import DecisionLog
 
 log = logging.getLogger("riskcockpit.worker")
@@ -115,14 +124,21 @@ class Outbox:
             os._exit(70)
 
 
-def dlq_headers(message, reason: str) -> list[tuple[str, bytes]]:
-    return [
-        (topics.H_REASON, reason.encode()),
-        (topics.H_SOURCE_TOPIC, message.topic.encode()),
-        (topics.H_SOURCE_PARTITION, str(message.partition).encode()),
-        (topics.H_SOURCE_OFFSET, str(message.offset).encode()),
-        (topics.H_SOURCE_TIMESTAMP, str(int(message.timestamp * 1000)).encode()),
-    ]
+class NotApplied(Exception):
+    """A record the worker understood but cannot apply (a disposition of an unknown decision)."""
+
+
+async def dead_letter(out: Outbox, message, exc: Exception) -> None:
+    """``message`` to its dead-letter topic, as it was, with what went wrong and where it came from."""
+    if isinstance(exc, InvalidRecord | NotApplied):
+        reason = str(exc)
+    else:  # not the record's fault alone: the operator needs the traceback
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("record at %s/%d/%d dead-lettered: %s", message.topic, message.partition, message.offset, reason,
+                  exc_info=exc)
+    await out.send(topics.dead_letter_topic(message.topic), message.key, message.value,
+                   headers=topics.dlq_headers(message.topic, message.partition, message.offset,
+                                              int(message.timestamp * 1000), reason))
 
 
 def encode_signals(signals: list[Signal]) -> bytes:
@@ -130,7 +146,10 @@ def encode_signals(signals: list[Signal]) -> bytes:
 
 
 def signals_header(message) -> list[Signal] | None:
-    """The entity stages' signals a record carries, or None if it has not been through them."""
+    """The entity stages' signals a record carries, or None if it has not been through them (or
+    came from outside, where such a header is a forgery)."""
+    if message.topic not in topics.INTERNAL:
+        return None
     for name, value in message.headers or ():
         if name == topics.H_SIGNALS:
             return [Signal(*item) for item in orjson.loads(value)]
@@ -144,28 +163,35 @@ def entity_state(out: Outbox, table, partition: int, key: str) -> dict:
     return state
 
 
-def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, table, pass_on) -> None:
+def add_stage(app: faust.App, scorer: Scorer, entity: str, topic, table, pass_on, parse) -> None:
     """The stage of the indicators kept per ``entity``, with that entity's state in ``table``:
     it adds its signals to the record's and passes it on."""
     field = ENTITY_FIELDS[entity]
+
+    async def stage_one(out: Outbox, message) -> None:
+        tx = parse(message.value)  # validated before it was passed here, unless someone else wrote it
+        key = getattr(tx, field)
+        if key is None or topics.owning_partition(key.encode(), table.partitions) != message.partition:
+            raise InvalidRecord(f"{field}: {key!r} is not kept in partition {message.partition} of {message.topic}")
+        state = entity_state(out, table, message.partition, key)
+        label = dict(message.headers or ()).get(topics.H_LABEL)
+        if label is not None:
+            scorer.learn_label(entity, tx, state, label == b"True")
+            return
+        carried = (signals_header(message) or []) + scorer.entity_signals(entity, tx, state)
+        if not await pass_on(out, tx, message.value, carried, entity):
+            await out.send(topics.REPARTITION, tx.account_id.encode(), message.value,
+                           headers=[(topics.H_SIGNALS, encode_signals(carried))])
 
     async def stage(stream):
         await app.maybe_start_producer()
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT):
             out = Outbox(app)
             for event in events:
-                message = event.message
-                tx = parse_transaction(message.value)  # validated before it was passed here
-                key = getattr(tx, field)
-                state = entity_state(out, table, message.partition, key)
-                label = dict(message.headers or ()).get(topics.H_LABEL)
-                if label is not None:
-                    scorer.learn_label(entity, tx, state, label == b"True")
-                    continue
-                carried = (signals_header(message) or []) + scorer.entity_signals(entity, tx, state)
-                if not await pass_on(out, tx, message.value, carried, entity):
-                    await out.send(topics.REPARTITION, tx.account_id.encode(), message.value,
-                                   headers=[(topics.H_SIGNALS, encode_signals(carried))])
+                try:
+                    await stage_one(out, event.message)
+                except Exception as exc:  # noqa: BLE001 - one record must not cost the rest of the batch
+                    await dead_letter(out, event.message, exc)
             await out.deliver()  # before the batch's events are acked, when the next is taken
 
     app.agent(topic, name=f"riskcockpit.stage_{entity}")(stage)
@@ -175,6 +201,8 @@ def create_app(settings: Settings) -> faust.App:
     faust_seek.install()  # or records fetched while the flow is stopped are lost (see the module)
     scorer = Scorer(load_scoring_config(settings.config_dir))
     partitions = settings.kafka.partitions
+    parse = partial(parse_transaction, max_bytes=settings.worker.max_record_bytes,
+                    max_amount=settings.worker.max_amount)
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.servers}",
@@ -261,30 +289,25 @@ def create_app(settings: Settings) -> faust.App:
 
     def learn_disposition(out: Outbox, message):
         """Teach the models a verdict on a decision this partition keeps; returns (tx, is_fraud)
-        for the entity stages, or None when there is nothing (more) to learn."""
-        where = f"{message.topic}/{message.partition}/{message.offset}"
-        try:
-            item = json.loads(message.value)
-            label, tx_id = item["label"], item["tx_id"]
-            if label not in ("confirmed_fraud", "false_positive"):
-                raise ValueError(f"label {label!r} is not confirmed_fraud or false_positive")
-            if not isinstance(tx_id, str):
-                raise ValueError(f"tx_id {tx_id!r} is not text")
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("disposition at %s ignored: %s", where, exc)
-            return None
-        decision = decisions.get(tx_id)
+        for the entity stages, or None when there is nothing more to learn. Raises
+        InvalidRecord for a disposition that is not one, NotApplied for one of a decision not
+        kept here: both are dead-lettered."""
+        item = disposition_of(message.value)
+        label, key = item["label"], item["decision_id"]
+        decision = decisions.get(key)
+        if decision is not None and item["account_id"] not in (None, decision["tx"]["account_id"]):
+            raise NotApplied(f"{item['named']} is a decision of account {decision['tx']['account_id']}, "
+                             f"not of {item['account_id']}")
         if decision is None:
-            log.warning("disposition at %s of %s not learned: no decision on it is kept here (older than the "
-                        "partition's last %d, or keyed by another account than its own)", where, tx_id,
-                        decisions.keep)
-            return None
+            raise NotApplied(f"no decision {key} ({item['named']}) is kept in partition {message.partition}: older "
+                             f"than its last {decisions.keep}, never scored, or keyed by another account than its own")
         if decision["label"] == label:
-            log.info("disposition at %s of %s: already learned as %s", where, tx_id, label)
+            log.info("disposition at %s/%d/%d of %s: already learned as %s", message.topic, message.partition,
+                     message.offset, item["named"], label)
             return None
         is_fraud = label == "confirmed_fraud"
-        partition_models(decision["partition"]).feedback(decision["features"], is_fraud, tx_id)
-        decisions.labelled(out, tx_id, decision, label)
+        partition_models(decision["partition"]).feedback(decision["features"], is_fraud, decision["tx"]["tx_id"])
+        decisions.labelled(out, key, decision, label)
         return parse_transaction(orjson.dumps(decision["tx"])), is_fraud
 
     async def to_stages(out: Outbox, tx, is_fraud: bool) -> None:
@@ -305,7 +328,10 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT):
             out = Outbox(app)
             for event in events:
-                await score_one(out, event.message)
+                try:
+                    await score_one(out, event.message)
+                except Exception as exc:  # noqa: BLE001 - one record must not cost the rest of the batch
+                    await dead_letter(out, event.message, exc)
             # The partitions whose accounts were scored, not those of entity stages run here:
             # model_set would start a fresh model where the checkpoint was not yet restored.
             for partition in {partition for table, partition, _, _ in out.rows.values() if table is accounts}:
@@ -320,11 +346,11 @@ def create_app(settings: Settings) -> faust.App:
             if learned and order:
                 await to_stages(out, *learned)
             return
-        try:
-            tx = parse_transaction(message.value, settings.worker.max_record_bytes)
-        except InvalidRecord as exc:
-            await out.send(topics.DLQ, message.key, message.value, headers=dlq_headers(message, exc.reason))
-            return
+        if message.topic == topics.TRANSACTIONS:
+            forged = [name for name, _ in message.headers or () if name in topics.INTERNAL_HEADERS]
+            if forged:  # the producer is misconfigured or tries to skip the entity stages
+                raise InvalidRecord(f"header {forged[0]} is the worker's own, not accepted on {message.topic}")
+        tx = parse(message.value)
         key = tx.account_id.encode()
         on_partition = message.key == key and topics.owning_partition(key, partitions) == message.partition
         state = accounts.get(tx.account_id) if on_partition else None
@@ -350,10 +376,44 @@ def create_app(settings: Settings) -> faust.App:
             await out.send(topics.ALERTS, key, payload)
 
     for entity in order:
-        add_stage(app, scorer, entity, stage_topics[entity], stage_tables[entity], pass_on)
+        add_stage(app, scorer, entity, stage_topics[entity], stage_tables[entity], pass_on, parse)
 
     app.scorer = scorer
     return app
+
+
+LABELS = ("confirmed_fraud", "false_positive")
+
+
+def disposition_of(value: bytes | None) -> dict:
+    """What a ``risk.dispositions`` record asks: the decision (by ``alert_id``, or ``tx_id`` and
+    ``account_id``) and the verdict; raises :class:`InvalidRecord` naming what is wrong.
+
+    >>> item = disposition_of(b'{"tx_id": "t1", "account_id": "A1", "label": "confirmed_fraud"}')
+    >>> item["decision_id"] == decision_id("A1", "t1"), item["named"]
+    (True, 'tx t1 of account A1')
+    >>> disposition_of(b'{"tx_id": "t1", "label": "fraud"}')
+    Traceback (most recent call last):
+    ...
+    streams.contract.InvalidRecord: label: 'fraud' is not confirmed_fraud or false_positive
+    """
+    try:
+        item = json.loads(value) if value is not None else None
+    except (ValueError, RecursionError):
+        raise InvalidRecord("disposition is not JSON") from None
+    if not isinstance(item, dict):
+        raise InvalidRecord("disposition is not a JSON object")
+    label = item.get("label")
+    if label not in LABELS:
+        raise InvalidRecord(f"label: {label!r} is not {' or '.join(LABELS)}")
+    alert_id, tx_id, account_id = item.get("alert_id"), item.get("tx_id"), item.get("account_id")
+    if isinstance(alert_id, str) and alert_id:
+        return {"label": label, "decision_id": alert_id, "named": f"alert {alert_id}",
+                "account_id": account_id if isinstance(account_id, str) else None}
+    if not (isinstance(tx_id, str) and tx_id and isinstance(account_id, str) and account_id):
+        raise InvalidRecord("names no decision: alert_id, or tx_id and account_id (text), required")
+    return {"label": label, "decision_id": decision_id(account_id, tx_id),
+            "named": f"tx {tx_id} of account {account_id}", "account_id": account_id}
 
 
 def ensure_worker_topics(settings: Settings, app: faust.App) -> None:

@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import CoordinatorNotAvailableError
 
-from conftest import wait_for
+from conftest import crashed_agent, wait_for
 from indicators.scoring import ScoringConfig, load_scoring_config, recompute
 from riskcockpit.broker import ensure_topics
 from riskcockpit.settings import load_settings
@@ -142,6 +142,49 @@ def test_valid_records_scored_once_and_malformed_ones_in_the_dlq(stack):
     # The worker published the config it ran; the store keeps it by its hash.
     [(config_hash, text)] = stack.client.query(f"SELECT config_hash, config FROM {stack.db}.configs FINAL").result_rows
     assert config_hash == config.hash == ScoringConfig.model_validate(json.loads(text)).hash
+
+
+def test_six_poisons_among_one_accounts_transactions_cost_nothing(stack):
+    """One account, so every record lands in one partition and the same batches: a record that
+    broke its handling once made Faust ack the rest of its batch unscored. Each poison is
+    dead-lettered with its reason; all 600 valid transactions are scored."""
+    start = datetime.now(UTC) - timedelta(hours=2)
+    valid = [json.dumps({"tx_id": f"one-{i}", "ts": (start + timedelta(seconds=10 * i)).isoformat(),
+                         "account_id": "A-ONE", "amount": 20.0 + i % 7, "merchant_id": f"M{i % 5}"}).encode()
+             for i in range(600)]
+    good = {"tx_id": "poison", "ts": start.isoformat(), "account_id": "A-ONE", "amount": 5.0}
+    poisons = [
+        (b'{"tx_id": "p1", "account_id": "A-ONE", "x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", None,
+         "nested deeper than"),
+        (json.dumps({**good, "tx_id": "p2"}).encode().replace(b"5.0", b"5" * 5000), None, "a number of 5000 digits"),
+        (json.dumps({**good, "tx_id": "p3", "ts": "0001-01-01T00:00:00+14:00"}).encode(), None, "does not fit a date"),
+        (json.dumps({**good, "tx_id": "p4"}).encode(), [(topics.H_SIGNALS, b'[["no_such_indicator", 1, true, "x"]]')],
+         "header x-riskcockpit-signals is the worker's own"),
+        (json.dumps({**good, "tx_id": "p5"}).encode()[:-1] + b', "amount": 6.0}', None, "amount: key given more than once"),
+        (json.dumps({**good, "tx_id": "p6\x00"}).encode(), None, "tx_id: control character in an id"),
+    ]
+    items = []
+    for i, value in enumerate(valid):
+        items.append((b"A-ONE", value, None))
+        if i % 100 == 50:
+            payload, headers, _ = poisons[i // 100]
+            items.append((b"A-ONE", payload, headers))
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka.servers, acks="all", max_request_size=2 ** 20)
+    for key, value, headers in items:
+        producer.send(topics.TRANSACTIONS, key=key, value=value, headers=headers or [])
+    producer.flush()
+    producer.close()
+    stack.start_worker()
+    wait_for(lambda: stack.count("scores") >= 600 and stack.count("dlq") >= 6, timeout=300,
+             what="600 scores and 6 DLQ rows", processes=stack.processes)
+    time.sleep(2)
+    assert stack.count("scores", "account_id = 'A-ONE'") == 600 == stack.count("scores")
+    reasons = [r[0] for r in stack.client.query(f"SELECT reason FROM {stack.db}.dlq FINAL "
+                                                 "ORDER BY source_offset").result_rows]
+    assert len(reasons) == 6
+    for reason, (_, _, fragment) in zip(reasons, poisons):
+        assert fragment in reason, reason
+    assert crashed_agent(stack.processes.log("worker")) is None
 
 
 def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
@@ -375,9 +418,14 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
         # transactions.repartition for a record that went through an entity stage.)
         assert scored(f"tx_id IN ({last}) AND fraud_probability >= 0") == 100
         first_run = processes.log("worker").split("models restored")[0]
-        assert "label 'maybe' is not confirmed_fraud or false_positive" in first_run
         assert first_run.count("already learned as") == 6
-        assert "of never-scored not learned: no decision on it is kept here" in first_run
+        # What could not be applied is dead-lettered with the reason, once per record sent.
+        wait_for(lambda: client.query(f"SELECT count() FROM {db}.dlq FINAL").result_rows[0][0] >= 3, timeout=60,
+                 what="the dispositions not applied, in the dlq table")
+        dead = sorted(client.query(f"SELECT source_topic, reason FROM {db}.dlq FINAL").result_rows)
+        assert len(dead) == 3 and {topic for topic, _ in dead} == {topics.DISPOSITIONS}
+        assert "label: 'maybe' is not confirmed_fraud or false_positive" in dead[0][1]
+        assert all("(tx never-scored of account A-0) is kept in partition 0" in reason for _, reason in dead[1:])
         # One worker owns every partition, so it ran each entity stage itself: nothing hopped.
         for topic in topics.BY_ENTITY.values():
             assert records(settings.kafka.servers, topic) == [], f"records went through {topic}"

@@ -1,6 +1,7 @@
 """The sink's mapping from topic records to table rows, and its idempotent inserts into chdb."""
 
 import json
+import threading
 from datetime import UTC, datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
@@ -62,3 +63,32 @@ def test_sink_restarts_its_consumer_after_a_failure(settings):
 
     FailingOnce(settings, connect(settings)).run()
     assert calls == [0, 1]
+
+
+def score_record(tx_id: str, **changes) -> dict:
+    record = {"tx_id": tx_id, "account_id": "A1", "ts": "2026-11-22T01:00:00+00:00", "amount": 10.0,
+              "currency": "CNY", "channel": "card", "direction": "debit", "country": "CN", "merchant_id": "",
+              "counterparty_id": "", "device_id": "", "score": 12.0, "tier": 0, "reasons": [], "model_score": 0.0,
+              "config_hash": "h", "scenario": "", "source_partition": 0, "source_offset": 0,
+              "scored_at": "2026-11-22T01:00:01+00:00"}
+    return {**record, **changes}
+
+
+def test_a_row_the_store_refuses_goes_to_the_dlq_table_and_the_rest_is_stored(settings):
+    """A poison row is not a store outage: retried forever, it would stop every table filling."""
+    from store.client import connect
+
+    client = connect(settings)
+    migrate(client, settings.store.database)
+    sink = Sink(settings, client)
+    messages = [message(topics.SCORES, json.dumps(score_record(f"t{i}")).encode(), offset=i) for i in range(9)]
+    messages[5] = message(topics.SCORES, json.dumps(score_record("t5", amount="lots")).encode(), offset=5)
+    done = threading.Thread(target=sink._insert_until_done, args=(rows_by_table(messages),), daemon=True)
+    done.start()
+    done.join(60)
+    assert not done.is_alive(), "the sink is still retrying a row the store refuses"
+    db = settings.store.database
+    stored = client.query(f"SELECT tx_id FROM {db}.scores FINAL ORDER BY tx_id").result_rows
+    assert [r[0] for r in stored] == [f"t{i}" for i in range(9) if i != 5]
+    [(offset, reason, raw)] = client.query(f"SELECT source_offset, reason, raw FROM {db}.dlq FINAL").result_rows
+    assert offset == 5 and "could not store a risk.scores record in scores" in reason and b"lots" in raw.encode()
