@@ -40,7 +40,7 @@ def ensure_alerting_topics(bootstrap: str, partitions: int) -> None:
     from riskcockpit.broker import ensure_topics
 
     # The inputs too: the notifier may start before the worker and the cockpit have created them.
-    ensure_topics(bootstrap, partitions, (topics.ALERTS, topics.ACTIONS, topics.NOTIFICATIONS,
+    ensure_topics(bootstrap, partitions, (topics.ALERTS, topics.ALERTS_DLQ, topics.ACTIONS, topics.NOTIFICATIONS,
                                           topics.NOTIFICATIONS_DLQ, topics.DELIVERIES))
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     try:

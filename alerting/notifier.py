@@ -118,12 +118,15 @@ class Notifier:
     # ---------------------------------------------------------------- inputs
 
     def add_alert(self, alert: dict[str, Any], now: float, token: Hashable | None = None) -> None:
+        """Track a new alert; raises ValueError, before anything changes, for one that names no
+        alert or whose tier is not 1, 2 or 3 (the caller dead-letters it)."""
         try:
             aid = id_of(alert)
         except KeyError:
-            log.warning("alert without tx_id/alert_id ignored")
-            self._release(token)
-            return
+            raise ValueError("names no alert: alert_id or tx_id required") from None
+        tier = alert.get("tier")
+        if type(tier) is not int or tier not in (1, 2, 3):
+            raise ValueError(f"tier: {tier!r} is not 1, 2 or 3")
         known = self.alerts.get(aid)
         if known is not None or aid in self.closed:
             self.stats["duplicates"] += 1
@@ -138,7 +141,6 @@ class Notifier:
             return
         self.stats["alerts"] += 1
         labels = alert_labels(alert)
-        tier = int(alert.get("tier") or 0)
         scored = min(_epoch(alert.get("scored_at"), now), now)
         tracked = Tracked(aid, alert_summary(alert, labels), labels, tier, scored,
                           expires=scored + self.config.notifier.alert_ttl, token=token)
@@ -458,12 +460,10 @@ class NotifierService:
                         alert = json.loads(record.value)
                         if not isinstance(alert, dict):
                             raise ValueError("not a JSON object")
-                    except ValueError as exc:
-                        log.warning("unreadable alert at %s-%d@%d: %s", record.topic, record.partition,
-                                    record.offset, exc)
+                        self.notifier.add_alert(alert, self.clock(), token=(tp, record.offset))
+                    except Exception as exc:  # noqa: BLE001 - one alert must not stop the notifier
+                        self._dead_letter(producer, record, exc)
                         tracker.done(tp, record.offset)
-                        continue
-                    self.notifier.add_alert(alert, self.clock(), token=(tp, record.offset))
                 jobs = self.notifier.flush(self.clock())
                 if jobs:
                     futures = [producer.send(topics.NOTIFICATIONS, key=job_key(j), value=encode(j)) for j in jobs]
@@ -485,6 +485,18 @@ class NotifierService:
             alerts.close(autocommit=False)
             side.close()
             producer.close(timeout=10)
+
+    @staticmethod
+    def _dead_letter(producer, record, exc: Exception) -> None:
+        """An alert that cannot be read to ``risk.alerts.dlq``, as it was, with the reason; its
+        offset is committed only once the broker has it."""
+        from streams import topics
+
+        reason = f"notifier could not read the alert: {type(exc).__name__}: {exc}"
+        log.warning("alert at %s-%d@%d dead-lettered: %s", record.topic, record.partition, record.offset, reason)
+        producer.send(topics.ALERTS_DLQ, key=record.key, value=record.value,
+                      headers=topics.dlq_headers(record.topic, record.partition, record.offset, record.timestamp,
+                                                 reason)).get(timeout=30)
 
     def _side(self, record, now: float) -> None:
         from streams import topics

@@ -372,3 +372,32 @@ notifier: {{commit_interval: 200ms}}
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_malformed_alert_is_dead_lettered_and_the_notifier_goes_on(fresh_kafka, receiver, services):
+    config = parse(f"""
+route: {{receivers: [hook], group_by: [account_id], group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}
+receivers:
+  - {{name: hook, type: webhook, url: "{receiver.url}", secret_env: HOOK_SECRET}}
+""", "test.yaml")
+    ns, _ = services(config)
+    kafka = Bus(fresh_kafka.bootstrap)
+    kafka.alerts(alert("before", "OK1"), {**alert("bad-tier", "BAD"), "tier": "abc"},
+                 {**alert("no-tier", "BAD"), "tier": None}, alert("tier-nine", "BAD", tier=9))
+    kafka.producer.send(topics.ALERTS, key=b"BAD", value=b"{not json").get(30)
+    kafka.alerts(alert("after", "OK2"))
+    wait_for(lambda: {a for b in bodies(receiver) for a in b["alert_ids"]} >= {"before", "after"}, 60, 0.1,
+             "the valid alerts on both sides of the malformed ones")
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topics.ALERTS_DLQ, bootstrap_servers=fresh_kafka.bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    dead = [(json.loads(m.value).get("tx_id") if m.value.startswith(b"{\"") else m.value, dict(m.headers))
+            for m in consumer]
+    consumer.close()
+    assert sorted(str(d[0]) for d in dead) == sorted(["bad-tier", "no-tier", "tier-nine", str(b"{not json")])
+    reasons = {str(d[0]): d[1][topics.H_REASON].decode() for d in dead}
+    assert "tier: 'abc' is not 1, 2 or 3" in reasons["bad-tier"] and "tier: None" in reasons["no-tier"]
+    assert all(d[1][topics.H_SOURCE_TOPIC] == topics.ALERTS.encode() for d in dead)
+    assert ns.error is None and {a for b in bodies(receiver) for a in b["alert_ids"]} == {"before", "after"}
+    kafka.close()
