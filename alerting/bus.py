@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 
+from riskcockpit.broker import client_configs
 from streams import topics
 
 log = logging.getLogger("riskcockpit.alerting")
@@ -21,13 +22,13 @@ GROUP_TIMEOUTS = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 2000}
 
 def producer(bootstrap: str) -> KafkaProducer:
     # linger 0: a notification is latency-bound, not throughput-bound.
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, retries=5,
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, retries=5, **client_configs(),
                          max_request_size=4 * 1024 * 1024)
 
 
 def consumer(bootstrap: str) -> KafkaConsumer:
     """A consumer outside any group, for topics read from a chosen position (never committed)."""
-    return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_configs(),
                          fetch_max_wait_ms=100)
 
 
@@ -42,7 +43,7 @@ def ensure_alerting_topics(bootstrap: str, partitions: int) -> None:
     # The inputs too: the notifier may start before the worker and the cockpit have created them.
     ensure_topics(bootstrap, partitions, (topics.ALERTS, topics.ALERTS_DLQ, topics.ACTIONS, topics.NOTIFICATIONS,
                                           topics.NOTIFICATIONS_DLQ, topics.DELIVERIES))
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **client_configs())
     try:
         if topics.SILENCES not in set(admin.list_topics()):
             try:
@@ -145,7 +146,7 @@ def replay_start_ms(bootstrap: str, group_id: str, topic: str, default_ms: int) 
     The notifier reads back its own jobs only from there: what it produced earlier concerns
     alerts it will not see again.
     """
-    client = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+    client = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, **client_configs(),
                            fetch_max_wait_ms=100)
     try:
         parts = partitions_of(client, topic)

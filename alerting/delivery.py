@@ -333,12 +333,12 @@ class DeliveryService:
 
         from alerting import bus
         from alerting.offsets import OffsetTracker
-        from riskcockpit.broker import subscribe
+        from riskcockpit.broker import client_configs, subscribe
         from streams import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         self._producer = bus.producer(self.bootstrap)
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.config.delivery.group_id,
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.config.delivery.group_id, **client_configs(),
                                  enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
                                  max_poll_records=500, **bus.GROUP_TIMEOUTS)
         tracker = OffsetTracker()

@@ -413,7 +413,7 @@ class NotifierService:
 
         from alerting import bus
         from alerting.offsets import OffsetTracker
-        from riskcockpit.broker import subscribe
+        from riskcockpit.broker import client_configs, subscribe
         from streams import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
@@ -432,7 +432,7 @@ class NotifierService:
         for record in bus.drain(side, side_parts):
             self._side(record, now)
         alerts = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.config.notifier.group_id,
+            bootstrap_servers=self.bootstrap, **client_configs(), group_id=self.config.notifier.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
             max_poll_records=2000, **bus.GROUP_TIMEOUTS,
         )

@@ -26,6 +26,7 @@ from typing import Any
 
 from indicators.scoring import Scorer
 from riskcockpit.backtest import BacktestError, Loaded, feed_plan
+from riskcockpit.broker import client_configs
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
 from riskcockpit.settings import Settings
 from streams.topics import owning_partition
@@ -61,7 +62,7 @@ def _refuse_if_busy(settings: Settings, tables, force: bool) -> None:
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.errors import CoordinatorNotAvailableError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.servers)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.servers, **client_configs())
     try:
         members = admin.describe_groups([settings.worker.app_id])[settings.worker.app_id]["members"]
     except CoordinatorNotAvailableError:  # no group has ever had a coordinator: no worker runs
@@ -74,7 +75,7 @@ def _refuse_if_busy(settings: Settings, tables, force: bool) -> None:
                               "backfilled state, and its own writes would mix with it)")
     if force:
         return
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.servers, **client_configs())
     try:
         held = []
         for table in tables.values():
@@ -100,7 +101,7 @@ def write_state(settings: Settings, shards, entity_states: dict[str, dict[str, d
     tables = _worker_tables(settings)
     _refuse_if_busy(settings, tables, force)
     partitions = settings.kafka.partitions
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all", linger_ms=20,
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all", linger_ms=20, **client_configs(),
                              max_request_size=16 * 1024 * 1024)
     futures: list[Any] = []
     sent = 0

@@ -8,7 +8,9 @@ under ``<data_dir>/kafka``; the broker runs detached, with its pid in ``kafka.pi
 from __future__ import annotations
 
 import base64
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +36,27 @@ def new_cluster_id() -> str:
 
 class BrokerError(RuntimeError):
     pass
+
+
+_client_configs: dict | None = None
+
+
+def use_security(kafka_settings) -> None:
+    """Make ``kafka_settings``' security options (``kafka.security_protocol``, its principal, …)
+    this process's: a process is one component, and talks to the cluster as one principal."""
+    global _client_configs
+    _client_configs = kafka_settings.client_configs()
+
+
+def client_configs() -> dict:
+    """The security options every kafka-python client of this process is made with: set by
+    :func:`use_security` (every command does), else read from the settings once."""
+    global _client_configs
+    if _client_configs is None:
+        from riskcockpit.settings import load_settings
+
+        _client_configs = load_settings().kafka.client_configs()
+    return dict(_client_configs)
 
 
 def ensure_jars(quiet: bool = True) -> Path:
@@ -66,19 +89,84 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def grants(app_id: str = "riskcockpit") -> dict[str, dict[str, tuple[str, ...]]]:
+    """On a secured broker, what each component's principal may do: read and write the topics it
+    owns, read those it consumes, use its consumer groups; ``prefixed``: every operation on the
+    topics whose names start so (the worker's changelogs). Nothing else; the operator is a
+    super user (topics, ACLs, ``riskcockpit labels``, ``silence``, ``backfill``)."""
+    from streams import topics as t
+
+    sink = {"read": t.SINK_TOPICS, "groups": ("riskcockpit-sink",)}
+    return {
+        "ingest": {"write": (t.TRANSACTIONS,)},
+        "worker": {"read": (t.TRANSACTIONS, t.REPARTITION, t.DISPOSITIONS, *t.BY_ENTITY.values()),
+                   "write": (t.REPARTITION, *t.BY_ENTITY.values(), t.DLQ, t.DISPOSITIONS_DLQ, t.SCORES, t.ALERTS, t.CONFIGS),
+                   "groups": (app_id,), "prefixed": (f"{app_id}-",)},
+        "sink": sink,
+        # The cockpit runs the sink itself on the embedded store.
+        "cockpit": {"read": sink["read"], "groups": sink["groups"], "write": (t.ACTIONS, t.DISPOSITIONS)},
+        "notifier": {"read": (t.ALERTS, t.ACTIONS, t.SILENCES, t.NOTIFICATIONS),
+                     "write": (t.NOTIFICATIONS, t.NOTIFICATIONS_DLQ, t.ALERTS_DLQ, t.DELIVERIES),
+                     "groups": ("riskcockpit-notifier", "riskcockpit-delivery")},
+    }
+
+
+OPERATOR = "operator"
+
+
 @dataclass
 class EmbeddedBroker:
+    """``secure``: a SASL_PLAINTEXT listener with SCRAM-SHA-512, a principal per component
+    (:func:`grants`) with generated passwords in ``credentials.json``, and ACLs; made so when
+    the data folder is first formatted, and kept so."""
+
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 9092
     controller_port: int = 9093
     partitions: int = 4
     heap: str = "768m"
+    secure: bool = False
+    app_id: str = "riskcockpit"  # the worker's: its consumer group and the prefix of its changelogs
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    def credentials(self) -> dict[str, str]:
+        """Principal → password, made once (readable by the owner only)."""
+        if not self.credentials_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            made = {name: secrets.token_urlsafe(18) for name in (OPERATOR, *grants())}
+            self.credentials_file.touch(mode=0o600)
+            self.credentials_file.write_text(json.dumps(made, indent=1))
+        return json.loads(self.credentials_file.read_text())
+
+    def client_configs(self, principal: str | None) -> dict:
+        """kafka-python options to connect as ``principal`` (None: unauthenticated)."""
+        if not self.secure or principal is None:
+            return {}
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": principal, "sasl_plain_password": self.credentials()[principal]}
+
+    def environment(self, principal: str) -> dict[str, str]:
+        """The settings a component's process needs to run as ``principal``."""
+        if not self.secure:
+            return {}
+        return {"RISKCOCKPIT_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "RISKCOCKPIT_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+                "RISKCOCKPIT_KAFKA__USERNAME": principal, "RISKCOCKPIT_KAFKA__PASSWORD": self.credentials()[principal]}
+
+    def admin_configs(self) -> dict:
+        return self.client_configs(OPERATOR)
 
     @classmethod
-    def from_settings(cls, settings) -> EmbeddedBroker:
+    def from_settings(cls, settings, secure: bool = False) -> EmbeddedBroker:
         k = settings.kafka
-        return cls(settings.kafka_dir, k.host, k.port, k.controller_port, k.partitions, k.heap)
+        broker = cls(settings.kafka_dir, k.host, k.port, k.controller_port, k.partitions, k.heap,
+                     app_id=settings.worker.app_id)
+        broker.secure = secure or broker.credentials_file.exists()  # formatted secure, it stays so
+        return broker
 
     @property
     def bootstrap(self) -> str:
@@ -95,15 +183,33 @@ class EmbeddedBroker:
     def _properties(self) -> Path:
         logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
+        client = "SASL_PLAINTEXT" if self.secure else "PLAINTEXT"
+        secured = []
+        if self.secure:
+            password = self.credentials()[OPERATOR]
+            secured = [
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{OPERATOR}" '
+                f'password="{password}";',
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # The controller listener (local, not a client listener) carries the broker's own
+                # requests to its controller, unauthenticated.
+                f"super.users=User:{OPERATOR};User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found=false",
+            ]
         props.write_text(
             "\n".join([
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                f"listeners={client}://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners={client}://{self.host}:{self.port}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"listener.security.protocol.map={client}:{client},CONTROLLER:PLAINTEXT",
+                *secured,
                 f"log.dirs={logs}",
                 f"num.partitions={self.partitions}",
                 "offsets.topic.replication.factor=1",
@@ -140,14 +246,19 @@ class EmbeddedBroker:
                 "(or RISKCOCKPIT_KAFKA to use that broker)"
             )
         lib = ensure_jars()
+        formatted = (self.data_dir / "logs" / "meta.properties").exists()
+        if self.secure and formatted and not self.credentials_file.exists():
+            raise BrokerError(f"{self.data_dir} was formatted without security; --secure needs a new data folder")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._properties()
         classpath = f"{lib}/*"
         java = ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
                 f"-Dlog4j2.configurationFile={BROKER_DIR / 'log4j2.properties'}", "-cp", classpath]
-        if not (self.data_dir / "logs" / "meta.properties").exists():
+        if not formatted:
+            scram = [arg for name, password in self.credentials().items()
+                     for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")] if self.secure else []
             formatted = subprocess.run(
-                java + ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props)],
+                java + ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props), *scram],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
             if formatted.returncode:
@@ -162,6 +273,8 @@ class EmbeddedBroker:
             if proc.poll() is not None:
                 raise BrokerError(f"Kafka exited with {proc.returncode}; see {self.log_file}")
             if port_open(self.host, self.port) and self._ready():
+                if self.secure:
+                    self._grant(self.app_id)
                 return
             time.sleep(0.3)
         self.stop()
@@ -172,7 +285,7 @@ class EmbeddedBroker:
         from kafka.errors import KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000, **self.admin_configs())
         except (KafkaError, OSError):
             return False
         try:
@@ -180,6 +293,41 @@ class EmbeddedBroker:
             return True
         except KafkaError:
             return False
+        finally:
+            admin.close()
+
+    def _grant(self, app_id: str) -> None:
+        """Every topic made, then each component's ACLs (creating an existing ACL changes nothing)."""
+        from kafka import KafkaAdminClient
+        from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
+                                 ResourceType)
+
+        from streams import topics as t
+
+        admin_env = self.admin_configs()
+        ensure_topics(self.bootstrap, self.partitions, tuple(dict.fromkeys(
+            n for n in (*t.ALL, *t.SINK_TOPICS, *t.ALERTING) if n not in t.COMPACTED)), security=admin_env)
+        ensure_topics(self.bootstrap, self.partitions, t.COMPACTED, configs={"cleanup.policy": "compact"},
+                      security=admin_env)
+
+        def acl(principal, operation, kind, name, pattern=ACLResourcePatternType.LITERAL):
+            return ACL(f"User:{principal}", "*", operation, ACLPermissionType.ALLOW,
+                       ResourcePattern(kind, name, pattern))
+
+        acls = []
+        for principal, grant in grants(app_id).items():
+            acls.append(acl(principal, ACLOperation.DESCRIBE, ResourceType.TOPIC, "*"))  # metadata of any topic
+            acls += [acl(principal, op, ResourceType.TOPIC, name) for name in grant.get("read", ())
+                     for op in (ACLOperation.READ, ACLOperation.DESCRIBE_CONFIGS)]
+            acls += [acl(principal, ACLOperation.WRITE, ResourceType.TOPIC, name) for name in grant.get("write", ())]
+            acls += [acl(principal, ACLOperation.READ, ResourceType.GROUP, name) for name in grant.get("groups", ())]
+            acls += [acl(principal, ACLOperation.ALL, ResourceType.TOPIC, prefix, ACLResourcePatternType.PREFIXED)
+                     for prefix in grant.get("prefixed", ())]
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000, **admin_env)
+        try:
+            result = admin.create_acls(acls)
+            if result.get("failed"):
+                raise BrokerError(f"ACLs refused: {result['failed'][:3]}")
         finally:
             admin.close()
 
@@ -236,7 +384,7 @@ def subscribe(consumer, names, listener=None) -> None:
 
 
 def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeout: float = 30.0,
-                  configs: dict[str, str] | None = None) -> None:
+                  configs: dict[str, str] | None = None, security: dict | None = None) -> None:
     """Create missing topics with ``partitions`` partitions (and topic ``configs``, such as
     ``cleanup.policy``); existing ones must match (co-partitioning)."""
     from kafka import KafkaAdminClient
@@ -246,7 +394,8 @@ def ensure_topics(bootstrap: str, partitions: int, names: tuple[str, ...], timeo
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                     **(client_configs() if security is None else security))
             break
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:

@@ -17,10 +17,14 @@ class Context:
         self.overrides = overrides
 
     def settings(self, **more) -> Settings:
+        from riskcockpit.broker import use_security
+
         try:
-            return load_settings(self.config_dir, **self.overrides, **more)
+            settings = load_settings(self.config_dir, **self.overrides, **more)
         except ConfigError as exc:
             raise click.ClickException(f"configuration error:\n{exc}") from None
+        use_security(settings.kafka)
+        return settings
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -62,27 +66,44 @@ def kafka():
     """Manage the embedded single-node Kafka (KRaft)."""
 
 
-def _embedded(obj: Context):
+def _embedded(obj: Context, secure: bool = False):
     from riskcockpit.broker import EmbeddedBroker
 
     settings = obj.settings()
     if not settings.kafka.embedded:
         raise click.ClickException(f"kafka.bootstrap is set ({settings.kafka.bootstrap}): that broker is not managed here")
-    return EmbeddedBroker.from_settings(settings)
+    return EmbeddedBroker.from_settings(settings, secure)
 
 
 @kafka.command("start")
+@click.option("--secure", is_flag=True,
+              help="SASL/SCRAM listener and ACLs, a principal per component (only when first formatted)")
 @click.pass_obj
-def kafka_start(obj):
+def kafka_start(obj, secure):
     """Start the embedded broker in the background."""
     from riskcockpit.broker import BrokerError
 
-    broker = _embedded(obj)
+    broker = _embedded(obj, secure)
     try:
         broker.start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(broker.status())
+
+
+@kafka.command("credentials")
+@click.argument("principal")
+@click.pass_obj
+def kafka_credentials(obj, principal):
+    """Print the environment a component needs to run as PRINCIPAL on the secured embedded broker
+    (ingest, worker, sink, cockpit, notifier, operator)."""
+    broker = _embedded(obj)
+    if not broker.secure:
+        raise click.ClickException("the embedded broker is not secured (riskcockpit kafka start --secure)")
+    if principal not in broker.credentials():
+        raise click.ClickException(f"no principal {principal!r}; there are {', '.join(broker.credentials())}")
+    for key, value in broker.environment(principal).items():
+        click.echo(f"{key}={value}")
 
 
 @kafka.command("stop")

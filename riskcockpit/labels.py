@@ -165,11 +165,14 @@ def publish(labels: list[Label], bootstrap: str, file: Path, progress: Callable[
     """Send every label to ``risk.dispositions`` and wait until the broker has them all."""
     from kafka import KafkaProducer
 
+    from riskcockpit.broker import client_configs
+
     from streams import topics
 
     source = f"labels:{getpass.getuser()}:{file.name}"  # who ran it, from the OS, never from the file
     at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, **(producer_configs or {}))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, **client_configs(),
+                             **(producer_configs or {}))
     try:
         futures = []
         for n, label in enumerate(labels, 1):

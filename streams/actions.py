@@ -7,6 +7,8 @@ import threading
 
 from kafka import KafkaProducer
 
+from riskcockpit.broker import client_configs
+
 from streams import topics
 
 
@@ -36,7 +38,7 @@ class ActionPublisher:
             raise ValueError(f"action lacks {', '.join(missing)}")
         with self._lock:
             if self._producer is None:  # connect lazily: the cockpit must start even if Kafka is late
-                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **client_configs())
             stored = {k: v for k, v in action.items() if k != "account_id"}
             futures = [self._producer.send(topics.ACTIONS, key=action["alert_id"].encode(),
                                            value=json.dumps(stored, ensure_ascii=False).encode())]

@@ -8,12 +8,13 @@ from collections.abc import Iterable
 from kafka import KafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from riskcockpit.broker import client_configs
 from streams import topics
 
 
 def producer(bootstrap: str) -> KafkaProducer:
     # acks=all: a transaction the producer saw acknowledged is on the broker, not in a buffer.
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, **client_configs(), batch_size=256 * 1024,
                          compression_type=None, retries=10)
 
 

@@ -21,11 +21,11 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
-from riskcockpit.broker import ensure_topics, subscribe
+from riskcockpit.broker import client_configs, ensure_topics, subscribe
 from riskcockpit.settings import Settings
 from store.migrate import migrate
-from streams.contract import decision_id
 from streams import topics
+from streams.contract import decision_id
 
 log = logging.getLogger("riskcockpit.sink")
 
@@ -179,6 +179,7 @@ class Sink:
         ensure_topics(servers, partitions, topics.COMPACTED, configs={"cleanup.policy": "compact"})
         consumer = KafkaConsumer(
             bootstrap_servers=servers,
+            **client_configs(),
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -206,6 +206,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.servers}",
+        broker_credentials=settings.kafka.faust_credentials(),
         store="memory://",  # tables are rebuilt from their changelog topics at start
         topic_partitions=partitions,
         # JSON for the accounts table, keys included: recovery decodes changelog keys with the
@@ -443,7 +444,7 @@ def publish_config(settings: Settings, scorer: Scorer) -> None:
     record = {"config_hash": scorer.config_hash, "config": scorer.config.model_dump(mode="json"),
               "source": str(Path(settings.config_dir, SCORING_FILE).resolve()),
               "published_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all", **settings.kafka.client_configs())
     try:
         producer.send(topics.CONFIGS, key=scorer.config_hash.encode(), value=orjson.dumps(record)).get(timeout=30)
     finally:

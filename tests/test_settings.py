@@ -94,3 +94,22 @@ def test_default_scoring_config_hash_is_stable(config_dir):
     path = config_dir / "indicators.yaml"
     path.write_text(path.read_text().replace("watch: 30", "watch: 31"))
     assert load_scoring_config(config_dir).hash != load_scoring_config(DEFAULT_CONFIG_DIR).hash
+
+
+def test_a_secured_cluster_takes_its_principal_from_the_environment(config_dir, monkeypatch):
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ConfigError, match="SASL_SSL needs username and password"):
+        load_settings()
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA__USERNAME", "worker")
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA__PASSWORD", "s3cret")
+    import certifi  # a real CA bundle stands in for the bank's CA
+
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA__SSL_CAFILE", certifi.where())
+    kafka = load_settings().kafka
+    assert kafka.client_configs() == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                                      "sasl_plain_username": "worker", "sasl_plain_password": "s3cret",
+                                      "ssl_cafile": certifi.where()}
+    assert "s3cret" not in repr(kafka)  # never in a log line or a traceback
+    credentials = kafka.faust_credentials()
+    assert credentials.username == "worker" and credentials.mechanism.value == "SCRAM-SHA-512"
+    assert credentials.protocol.value == "SASL_SSL"

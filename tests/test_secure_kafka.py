@@ -1,0 +1,77 @@
+"""The pipeline against a secured broker (`riskcockpit kafka start --secure`): SASL/SCRAM, a
+principal per component, ACLs. The worker and the sink run as real processes, each as its own
+principal; an unauthenticated client and a component writing a topic it does not own are refused."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+
+from conftest import wait_for
+from riskcockpit.broker import EmbeddedBroker, free_port
+from streams import topics
+from streams.generator import SyntheticStream
+
+
+@pytest.fixture
+def secure_broker(tmp_path_factory):
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka-secure"), port=free_port(), controller_port=free_port(),
+                            partitions=4, heap="512m", secure=True)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def scores_of(broker: EmbeddedBroker) -> list[dict]:
+    consumer = KafkaConsumer(topics.SCORES, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, **broker.client_configs("operator"))
+    found = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    return found
+
+
+def test_the_pipeline_runs_on_a_secured_broker_and_refuses_who_may_not(secure_broker, processes, tmp_path):
+    broker = secure_broker
+    with pytest.raises(KafkaTimeoutError):  # no credentials: the SASL listener never lets it in
+        KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=4000).send(topics.TRANSACTIONS, b"{}").get(5)
+
+    def env(principal: str) -> dict[str, str]:
+        return {"RISKCOCKPIT_KAFKA": broker.bootstrap, "RISKCOCKPIT_DATA_DIR": str(tmp_path / principal),
+                **broker.environment(principal)}
+
+    processes.start("worker", ["worker", "--loglevel", "warn"], env("worker"))
+    processes.start("sink", ["sink"], env("sink"))
+    records = list(SyntheticStream(seed=5, start=datetime.now(UTC) - timedelta(hours=1)).take(200))
+    ingest = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", **broker.client_configs("ingest"))
+    for record in records:
+        ingest.send(topics.TRANSACTIONS, key=record["account_id"].encode(), value=json.dumps(record).encode())
+    ingest.flush()
+    # A producer of transactions may not write decisions, nor a worker the analysts' actions.
+    with pytest.raises(TopicAuthorizationFailedError):
+        ingest.send(topics.SCORES, b'{"tx_id": "forged"}').get(10)
+    ingest.close()
+    worker = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", **broker.client_configs("worker"))
+    with pytest.raises(TopicAuthorizationFailedError):
+        worker.send(topics.ACTIONS, b'{"action": "acknowledge"}').get(10)
+    worker.close()
+
+    wait_for(lambda: len(scores_of(broker)) >= 200, timeout=300, what="200 scores from the worker on SASL",
+             processes=processes)
+    assert {s["tx_id"] for s in scores_of(broker)} == {r["tx_id"] for r in records}
+    # The sink commits its offsets only after the insert: all 200 are in its store.
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, **broker.client_configs("operator"))
+
+    def sunk() -> int:
+        offsets = admin.list_group_offsets("riskcockpit-sink").get("riskcockpit-sink", {})
+        return sum(o.offset for tp, o in offsets.items() if tp.topic == topics.SCORES)
+
+    try:
+        wait_for(lambda: sunk() >= 200, timeout=120, what="the sink's committed offsets", processes=processes)
+    finally:
+        admin.close()
+    processes.assert_alive()
+    assert "TopicAuthorizationFailed" not in processes.log("worker") + processes.log("sink")
