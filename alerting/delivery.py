@@ -264,7 +264,13 @@ class Lane:
             token, job, attempts = picked
             if not self.deliverer.take_token(self.receiver):
                 return
-            result = self.deliverer.try_once(job, attempts + 1)
+            try:
+                result = self.deliverer.try_once(job, attempts + 1)
+            except Exception as exc:  # noqa: BLE001 - a job that cannot even be attempted must not stop the lane
+                log.exception("notification %s to %s cannot be sent", str(job.get("notification_id"))[:12],
+                              self.receiver)
+                self.finished(token, job, Outcome("dead_letter", attempts + 1, 0, f"{type(exc).__name__}: {exc}"))
+                continue
             if result.final:
                 outcome = Outcome("delivered" if result.ok else "dead_letter", attempts + 1, result.status,
                                   result.error)

@@ -375,7 +375,7 @@ class Notifier:
 
 def job_key(job: dict[str, Any]) -> bytes:
     """Jobs of one receiver and group share a partition, so the delivery loop sees them in order."""
-    return f"{job['receiver']}|{job['group_key']}".encode()
+    return f"{job.get('receiver', '')}|{job.get('group_key', '')}".encode()
 
 
 def encode(job: dict[str, Any]) -> bytes:

@@ -330,3 +330,16 @@ def test_alerting_check_and_route_commands(tmp_path, cli_obj):
     assert "escalation duty-manager-wecom" in route.output and "wait 0s, interval 1m, repeat 1h" in route.output
     plain = runner.invoke(alerting, ["route", "--file", str(shipped), "--tier", "1"], obj=cli_obj)
     assert plain.output.strip() == "case-management"
+
+
+def test_a_job_that_cannot_even_be_attempted_is_dead_lettered_and_the_lane_goes_on(receiver):
+    good = sample_job("hook")
+    broken = {**sample_job("hook"), "alerts": "not a list", "group_labels": None}
+    d = deliverer(config_for(receiver.url))
+    lane, done = run_lane(d, [broken, good])
+    wait_for_condition(lambda: len(done) == 2, 5)
+    assert done[0][0].status == "dead_letter" and "Error" in done[0][0].last_error
+    assert done[1][0].status == "delivered" and all(t.is_alive() for t in lane.threads)
+    d.stopping.set()
+    lane.close()
+    lane.join(5)
