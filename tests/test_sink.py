@@ -2,10 +2,12 @@
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from conftest import wait_for
 from store.migrate import migrate
 from streams import topics
 from streams.sink import Sink, rows_by_table
@@ -92,3 +94,73 @@ def test_a_row_the_store_refuses_goes_to_the_dlq_table_and_the_rest_is_stored(se
     assert [r[0] for r in stored] == [f"t{i}" for i in range(9) if i != 5]
     [(offset, reason, raw)] = client.query(f"SELECT source_offset, reason, raw FROM {db}.dlq FINAL").result_rows
     assert offset == 5 and "could not store a risk.scores record in scores" in reason and b"lots" in raw.encode()
+
+
+class Outage:
+    """The store's client with an outage in between: while ``down``, every call fails as a
+    connection refused would (inserts and the health check alike)."""
+
+    def __init__(self, client):
+        self.client, self.down, self.refused = client, threading.Event(), 0
+
+    def __getattr__(self, name):
+        real = getattr(self.client, name)
+        if name not in ("insert", "command", "query"):
+            return real
+
+        def call(*args, **kwargs):
+            if self.down.is_set():
+                self.refused += 1
+                raise ConnectionRefusedError("store unreachable")
+            return real(*args, **kwargs)
+        return call
+
+
+def test_a_store_outage_commits_nothing_past_what_was_stored_and_the_sink_resumes(fresh_kafka, env,
+                                                                                    monkeypatch):
+    """Nothing is stored while the store is down, no row is taken for poison then, and once it
+    is back every record is stored exactly once, by the same sink, without a restart."""
+    from kafka import KafkaAdminClient, KafkaProducer
+
+    from riskcockpit.settings import load_settings
+    from store.client import connect
+
+    monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
+    settings = load_settings(**{"sink.max_wait_ms": 200})
+    client = Outage(connect(settings))
+    migrate(client.client, settings.store.database)
+    sink = Sink(settings, client)
+    thread = sink.start_thread()
+    producer = KafkaProducer(bootstrap_servers=fresh_kafka.bootstrap, acks="all")
+    db = settings.store.database
+
+    def stored() -> int:
+        return client.client.query(f"SELECT count() FROM {db}.scores FINAL").result_rows[0][0]
+
+    def committed() -> int:
+        admin = KafkaAdminClient(bootstrap_servers=fresh_kafka.bootstrap)
+        try:
+            offsets = admin.list_group_offsets(settings.sink.group_id).get(settings.sink.group_id, {})
+            return sum(o.offset for tp, o in offsets.items() if tp.topic == topics.SCORES)
+        finally:
+            admin.close()
+
+    try:
+        for i in range(100):
+            producer.send(topics.SCORES, key=b"A1", value=json.dumps(score_record(f"o{i}")).encode())
+        producer.flush()
+        wait_for(lambda: stored() == 100, 60, what="the first 100 rows")
+        client.down.set()
+        for i in range(100, 300):
+            producer.send(topics.SCORES, key=b"A1", value=json.dumps(score_record(f"o{i}")).encode())
+        producer.flush()
+        time.sleep(8)  # the outage: the sink retries with backoff
+        assert client.refused >= 2 and stored() == 100 and committed() == 100
+        client.down.clear()
+        wait_for(lambda: stored() == 300, 90, what="all 300 rows after the outage")
+        wait_for(lambda: committed() == 300, 30, what="the offsets committed after the insert")
+        assert client.client.query(f"SELECT count() FROM {db}.dlq FINAL").result_rows[0][0] == 0
+    finally:
+        producer.close()
+        sink.stop()
+        thread.join(30)
