@@ -138,7 +138,8 @@ class ModelParams(_Config):
     evidence: EvidenceParams = EvidenceParams()
     anomaly: AnomalyParams = AnomalyParams()
     supervised: SupervisedParams = SupervisedParams()
-    checkpoint_every: int = Field(5000, ge=100, description="transactions per partition between checkpoints")
+    checkpoint_every: int = Field(5000, ge=1, description="transactions per partition between checkpoints; "
+                                  "1: with every batch")
     utc_offset_hours: float = Field(8.0, ge=-12, le=14, description="customers' local time, for the hour features")
 
 

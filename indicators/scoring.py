@@ -310,17 +310,32 @@ class Scorer:
         for ind in self.stages[entity].indicators:
             ind.learn_label(per_indicator.setdefault(ind.name, {}), tx, is_fraud)
 
+    def account_signals(self, tx: Transaction, state: dict) -> list[Signal]:
+        """Score ``tx`` with the indicators kept per account, against (and into) its ``state``."""
+        return self.account.evaluate(state.setdefault("ind", {}), tx)
+
     def score(self, tx: Transaction, state: dict, source: tuple[int, int] = (-1, -1),
               carried: list[Signal] | None = None) -> dict[str, Any]:
+        """The account's indicators, then :meth:`decide` with the entity stages' ``carried`` signals."""
         recent = state.setdefault("recent", {})
         if tx.tx_id in recent:
             return recent[tx.tx_id]
-        signals = self.account.evaluate(state.setdefault("ind", {}), tx)
+        signals = self.account_signals(tx, state)
         if carried is None and self.stages:  # a caller that ran no entity stage: say so, never guess
             carried = [Signal(ind.name, None, False, "not applicable: not evaluated")
                        for stage in self.stages.values() for ind in stage.indicators]
         if carried:
             signals += carried
+        return self.decide(tx, state, signals, source)
+
+    def decide(self, tx: Transaction, state: dict, signals: list[Signal],
+               source: tuple[int, int] = (-1, -1)) -> dict[str, Any]:
+        """Score, tier and remember ``tx`` from all of its ``signals`` (the account's and its
+        entities'), with the models of its ``source`` partition. A transaction decided before
+        gets its earlier record back unchanged."""
+        recent = state.setdefault("recent", {})
+        if tx.tx_id in recent:
+            return recent[tx.tx_id]
         x = features(tx, signals, self.config.models.utc_offset_hours)
         models = self.model_set(source[0])
         contributions = self._evidence(models, signals)

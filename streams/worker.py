@@ -1,23 +1,24 @@
-"""The Faust worker: validate → entity stages → score against per-account state → publish.
+"""The Faust worker: validate → the account's indicators → entity stages → decide → publish.
 
 Read top to bottom, this is the pipeline of one transaction:
 
 1. ``transactions`` (or ``transactions.repartition``) delivers raw bytes.
 2. :func:`streams.contract.parse_transaction` validates them; a bad record goes to
    ``transactions.dlq`` byte-for-byte, with the reason and its source offset in headers.
-3. Indicators kept per merchant, device or counterparty (``Scorer.stages``) run in a stage of
+3. A record on the wrong partition for its account (no key, another key, or a producer
+   whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
+   keyed by account, so each account's state lives in exactly one partition.
+4. The account's indicators run first, against its state in the changelog-backed table
+   ``accounts``, in the order the account's transactions arrive.
+5. Indicators kept per merchant, device or counterparty (``Scorer.stages``) run in a stage of
    their own, against that entity's state (changelog-backed table ``merchant_state``, …),
    in the worker that owns the entity's partition. Where that is this worker, the stage runs
    right here; otherwise the record goes to ``transactions.by_merchant`` keyed by merchant,
-   whose agent in the owning worker scores it and passes it on with its signals in a header,
-   to the next entity stage, then to ``transactions.repartition`` keyed by account. A record
-   without the entity's field skips that stage ("not applicable").
-4. A record on the wrong partition for its account (no key, another key, or a producer
-   whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
-   keyed by account, so each account's state lives in exactly one partition.
-5. The account's state comes from the changelog-backed table ``accounts``; the scoring core
-   (:class:`indicators.scoring.Scorer`) scores the transaction with the entity stages'
-   signals and updates the state.
+   whose agent in the owning worker scores it and passes it on with the signals so far in a
+   header, to the next entity stage, then back to ``transactions.repartition`` keyed by
+   account. A record without the entity's field skips that stage ("not applicable").
+   The scoring core (:class:`indicators.scoring.Scorer`) then decides from every signal, with
+   the models of the account's partition.
 6. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
 
 Analysts' dispositions and bulk labels arrive on ``risk.dispositions``, keyed by account like
@@ -27,8 +28,9 @@ features teach the partition's supervised model, its transaction the entity stag
 compromise learns from confirmed fraud). A disposition says only which decision and which
 verdict; nothing it claims the decision saw is believed. Each partition's models are
 checkpointed into the changelog-backed table ``models`` every ``checkpoint_every``
-transactions and restored from it when the partition is (re)assigned; what was learned since
-the last checkpoint is lost on a crash.
+transactions, and whenever the partition moves to another worker (a rebalance, a stop), and
+restored from it when the partition is (re)assigned; what was learned since the last
+checkpoint is lost only when a worker dies (``checkpoint_every: 1`` checkpoints every batch).
 
 One record never costs another: whatever goes wrong while one record is handled (a record
 that breaks the contract, a disposition of a decision not kept here, a bug) sends that record
@@ -77,11 +79,19 @@ log = logging.getLogger("riskcockpit.worker")
 # lone event waits at most BATCH_WAIT seconds for company.
 BATCH_MAX = 500
 BATCH_WAIT = 0.005
+# An account's transactions in the entity stages, at most: their account signals wait in its
+# state until they come back to be decided.
+PENDING_KEPT = 64
 
 
 class Outbox:
-    """What one batch of events sends: records straight to the producer, and each table row
-    the batch changed, to the table's changelog once, with its final value.
+    """What one batch of events sends: each table row the batch changed, to the table's
+    changelog once, with its final value; then its records.
+
+    The rows go first, and the records only once the broker has the rows: a decision is
+    published only when the account state that remembers it is stored, so a worker killed
+    between the two, replaying the batch, answers each transaction with the decision it
+    published, never with a second one.
 
     Not ``Topic.send``: it yields to the event loop three times per record (a guard around
     "is the producer started?"), and aiokafka's sender, finding the loop free, sent about one
@@ -92,11 +102,11 @@ class Outbox:
 
     def __init__(self, app: faust.App):
         self.app = app
-        self.pending: list[asyncio.Future] = []
+        self.records: list[tuple] = []
         self.rows: dict[tuple[str, str], tuple] = {}
 
     async def send(self, topic: str, key: bytes | None, value: bytes, headers=None, partition: int | None = None):
-        self.pending.append(await self.app.producer.send(topic, key, value, partition, None, headers))
+        self.records.append((topic, key, value, partition, headers))
 
     def changed(self, table, partition: int, key: str, value) -> None:
         """``table[key] = value``, written to the changelog's ``partition`` when the batch is delivered."""
@@ -108,16 +118,21 @@ class Outbox:
         table.data.pop(key, None)
         self.rows[(table.name, key)] = (table, partition, key, None)
 
+    async def _send_all(self, records) -> None:
+        send = self.app.producer.send
+        await asyncio.gather(*[await send(topic, key, value, partition, None, headers)
+                               for topic, key, value, partition, headers in records])
+
     async def deliver(self) -> None:
-        """Send the changed rows and wait until everything is delivered. A failed delivery ends
-        the process at once: the batch's events must not be acked (Faust would commit them),
-        so that a restart replays them."""
-        for table, partition, key, value in self.rows.values():
-            await self.send(table.changelog_topic.get_topic_name(), codecs.dumps(table.key_serializer, key),
-                            None if value is None else codecs.dumps(table.value_serializer, value),
-                            partition=partition)
+        """Send the changed rows, then the records, and wait until everything is delivered. A
+        failed delivery ends the process at once: the batch's events must not be acked (Faust
+        would commit them), so that a restart replays them."""
+        rows = [(table.changelog_topic.get_topic_name(), codecs.dumps(table.key_serializer, key),
+                 None if value is None else codecs.dumps(table.value_serializer, value), partition, None)
+                for table, partition, key, value in self.rows.values()]
         try:
-            await asyncio.gather(*self.pending)
+            await self._send_all(rows)
+            await self._send_all(self.records)
         except Exception:  # noqa: BLE001 - any failed delivery loses a decision unless we stop here
             log.critical("delivery failed; exiting without acking the batch, a restart replays it", exc_info=True)
             logging.shutdown()
@@ -249,12 +264,33 @@ def create_app(settings: Settings) -> faust.App:
                          scorer.models[partition].seen)
         return scorer.model_set(partition)
 
+    def keep_models(out: Outbox, partition: int) -> None:
+        out.changed(models, partition, str(partition), base64.b64encode(scorer.models[partition].dumps()).decode())
+
+    async def checkpoint(partitions) -> None:
+        """Checkpoint the models of ``partitions`` that this worker holds, now."""
+        out = Outbox(app)
+        for partition in sorted(set(partitions) & set(scorer.models)):
+            keep_models(out, partition)
+        if out.rows:
+            await out.deliver()
+
     @app.on_partitions_revoked.connect
-    async def forget_models(app, revoked, **kwargs):
-        # Another worker may advance these models; take the checkpoint again if they come back.
-        for tp in revoked:
-            scorer.models.pop(tp.partition, None)
-        decisions.forget({tp.partition for tp in revoked})
+    async def hand_over_models(app, revoked, **kwargs):
+        # Faust calls this once the batches in flight are acked and before the partitions move:
+        # what the models learned since their last checkpoint goes with them, so a rebalance
+        # changes no later decision. Another worker may advance them; take the checkpoint again
+        # if they come back.
+        partitions = {tp.partition for tp in revoked}
+        await checkpoint(partitions)
+        for partition in partitions:
+            scorer.models.pop(partition, None)
+        decisions.forget(partitions)
+
+    @app.on_before_shutdown.connect
+    async def leave_models(app, **kwargs):
+        # A stop skips the revoke above; the streams are empty by now and the producer still runs.
+        await checkpoint(list(scorer.models))
 
     def local_state(out: Outbox, entity: str, key: str) -> dict | None:
         """``key``'s state in ``entity``'s table if this worker owns its partition, else None.
@@ -270,6 +306,19 @@ def create_app(settings: Settings) -> faust.App:
         if not app.assignor.is_active(TP(topics.BY_ENTITY[entity], partition)):
             return None
         return entity_state(out, stage_tables[entity], partition, key)
+
+    def account_signals(state: dict, tx) -> list[Signal]:
+        """The account's own signals for ``tx``, evaluated once: a transaction replayed before
+        its decision (a worker killed while it was in the entity stages) gets the signals its
+        first pass put into the account's state, and is not counted twice."""
+        pending = state.setdefault("pending", {})
+        if tx.tx_id in pending:
+            return [Signal(*item) for item in pending[tx.tx_id]]
+        signals = scorer.account_signals(tx, state)
+        pending[tx.tx_id] = [tuple(sig) for sig in signals]
+        while len(pending) > PENDING_KEPT:  # one that never came back (dead-lettered on the way)
+            del pending[next(iter(pending))]
+        return list(signals)
 
     async def pass_on(out: Outbox, tx, value: bytes, carried: list, after: str | None = None) -> bool:
         """Take ``tx`` through its entity stages after ``after``, adding their signals to
@@ -336,9 +385,8 @@ def create_app(settings: Settings) -> faust.App:
             # The partitions whose accounts were scored, not those of entity stages run here:
             # model_set would start a fresh model where the checkpoint was not yet restored.
             for partition in {partition for table, partition, _, _ in out.rows.values() if table is accounts}:
-                partition_set = scorer.model_set(partition)
-                if partition_set.due_for_checkpoint():
-                    out.changed(models, partition, str(partition), base64.b64encode(partition_set.dumps()).decode())
+                if scorer.model_set(partition).due_for_checkpoint():
+                    keep_models(out, partition)
             await out.deliver()  # before the batch's events are acked, when the next is taken
 
     async def score_one(out: Outbox, message) -> None:
@@ -353,22 +401,28 @@ def create_app(settings: Settings) -> faust.App:
                 raise InvalidRecord(f"header {forged[0]} is the worker's own, not accepted on {message.topic}")
         tx = parse(message.value)
         key = tx.account_id.encode()
-        on_partition = message.key == key and topics.owning_partition(key, partitions) == message.partition
-        state = accounts.get(tx.account_id) if on_partition else None
         carried = signals_header(message)
-        if carried is None and order and not (state and tx.tx_id in state.get("recent", ())):
-            carried = []  # not yet through the entity stages (a redelivered decision needs none)
-            if await pass_on(out, tx, message.value, carried):
-                return
-        if not on_partition:
+        if not (message.key == key and topics.owning_partition(key, partitions) == message.partition):
             headers = [] if carried is None else [(topics.H_SIGNALS, encode_signals(carried))]
             await out.send(topics.REPARTITION, key, message.value, headers=headers)
             return
-        state = state or {}
-        partition_models(message.partition)  # restores the partition's checkpoint on first use
-        repeated = tx.tx_id in state.get("recent", ())
-        record = scorer.score(tx, state, (message.partition, message.offset), carried)
+        state = accounts.get(tx.account_id) or {}
         out.changed(accounts, message.partition, tx.account_id, state)
+        partition_models(message.partition)  # restores the partition's checkpoint on first use
+        source = (message.partition, message.offset)
+        repeated = tx.tx_id in state.get("recent", ())
+        if carried is None and order and not repeated:
+            # The account's indicators first, here, in the order its transactions arrive; then
+            # the entity stages, which may be in other workers, and a transaction that takes a
+            # longer way must not overtake or be overtaken in the account's own history.
+            carried = account_signals(state, tx)
+            if await pass_on(out, tx, message.value, carried):
+                return  # back on transactions.repartition with every signal
+        if carried is None:
+            record = scorer.score(tx, state, source)
+        else:
+            state.get("pending", {}).pop(tx.tx_id, None)
+            record = scorer.decide(tx, state, carried, source)
         if not repeated:
             decisions.remember(out, message.partition, record, tx)
         payload = orjson.dumps(record)
