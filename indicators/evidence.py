@@ -16,15 +16,19 @@ officer's weights still bound what each indicator may add.
 
 The ranks are learned online, per partition, from one transaction in ``learn_every``, over
 the last ``window`` values of each indicator, and checkpointed with the partition's models.
+Which transaction is learned depends on its tx_id alone (:func:`one_in`), not on its place in
+the stream: with several workers, transactions that took an entity stage in another worker
+are decided a little later than their neighbours, and a sample by position learned another
+set of values on every run, which moved the rarest ranks and with them many alerts.
 Until ``warmup`` transactions have been seen there is no reference yet, and a hit counts at
 its full weight, as a threshold would.
 
 >>> from indicators.base import Signal
 >>> rarity = Rarity(EvidenceParams(window=100, learn_every=1, warmup=10))
 >>> for v in range(100):
-...     _ = rarity.surprisal([Signal("z", float(v % 10), False, "")])
+...     _ = rarity.surprisal([Signal("z", float(v % 10), False, "")], f"t{v}")
 >>> # every recent value reaches 0; one in ten reaches 9 (ln 101/11); none reaches 50 (ln 101/1)
->>> [round(s, 2) for _, s in rarity.surprisal([Signal("z", v, False, "") for v in (0.0, 9.0, 50.0)])]
+>>> [round(s, 2) for _, s in rarity.surprisal([Signal("z", v, False, "") for v in (0.0, 9.0, 50.0)], "t100")]
 [0.0, 2.22, 4.62]
 """
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from hashlib import blake2b
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +62,17 @@ class EvidenceParams(BaseModel):
         """
         excess = surprisal - math.log(self.common)
         return 0.0 if excess <= 0 else weight * (1.0 - math.exp(-excess / self.scale))
+
+
+def one_in(n: int, key: str) -> bool:
+    """True for one key in ``n``, the same on every run and whatever the order of the keys.
+
+    >>> sum(one_in(4, f"tx{i}") for i in range(10_000)), one_in(1, "any")
+    (2538, True)
+    """
+    # A mixing hash: a CRC's low bits follow the ids' own patterns (a counter's last digits).
+    # Salted: not the same keys as the supervised model's negative subsampling.
+    return n == 1 or int.from_bytes(blake2b(key.encode(), digest_size=4, salt=b"rarity").digest(), "little") % n == 0
 
 
 def _low_tailed() -> frozenset[str]:
@@ -100,11 +116,12 @@ class Rarity:
     def warm(self) -> bool:
         return self.seen > self.params.warmup
 
-    def surprisal(self, signals: list[Signal]) -> list[tuple[Signal, float]]:
-        """``(signal, surprisal in nats)`` of each applicable signal; then (one time in
-        ``learn_every``) the values join the reference. Before warm-up every surprisal is 0."""
+    def surprisal(self, signals: list[Signal], key: str) -> list[tuple[Signal, float]]:
+        """``(signal, surprisal in nats)`` of each applicable signal; then, for one ``key`` (the
+        tx_id) in ``learn_every``, the values join the reference. Before warm-up every
+        surprisal is 0."""
         self.seen += 1
-        learn = self.seen % self.params.learn_every == 0
+        learn = one_in(self.params.learn_every, key)
         warm = self.seen > self.params.warmup
         tails, low, log = self.tails, self._low, math.log
         left, right = bisect.bisect_left, bisect.bisect_right

@@ -7,9 +7,9 @@ the partition on a rebalance and are checkpointed with it.
 - Anomaly ensemble: River ``HalfSpaceTrees`` (features min-max scaled to [0, 1], as HST
   expects) and ``OneClassSVM`` (standardised features). Raw scores of different detectors mean
   different things, so each is calibrated online to a percentile among its own recent scores;
-  the ensemble's value is the mean percentile. Detectors learn on every ``learn_every``-th
-  transaction: learning costs 5–10x scoring, and the distribution of normal traffic does not
-  need every event to be learned.
+  the ensemble's value is the mean percentile. Detectors learn one transaction in
+  ``learn_every``, chosen by tx_id (:func:`indicators.evidence.one_in`): learning costs 5–10x
+  scoring, and the distribution of normal traffic does not need every event to be learned.
 - Rarity (:mod:`indicators.evidence`): each indicator's recent values, to grade its evidence.
 - Supervised: River ``LogisticRegression`` over crossed one-hot bins of the stored features
   (:func:`crossed`): each feature's bin, the amount, the local hour and the merchant category
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from river import anomaly, compose, linear_model, optim, preprocessing
 
 from indicators.base import NO_HIT, Signal
-from indicators.evidence import EvidenceParams, Rarity, Tail
+from indicators.evidence import EvidenceParams, Rarity, Tail, one_in
 from streams.contract import Transaction
 
 CHECKPOINT_FORMAT = 3
@@ -239,11 +239,11 @@ class ModelSet:
     >>> models = ModelSet(ModelParams(anomaly=AnomalyParams(warmup=50, calibration=100)))
     >>> for m in range(200):
     ...     x = features(tx_at(m, 100 + m % 7), [], 8)
-    ...     out = models.score_one(x)
+    ...     out = models.score_one(x, f"t{m}")
     >>> 0 <= out["anomaly"] <= 1, out["fraud_probability"] is None
     (True, True)
     >>> restored = ModelSet.loads(models.dumps(), models.params)
-    >>> restored.score_one(x)["anomaly"] == models.score_one(x)["anomaly"]
+    >>> restored.score_one(x, "t")["anomaly"] == models.score_one(x, "t")["anomaly"]
     True
     """
 
@@ -275,13 +275,13 @@ class ModelSet:
         self.seen = 0
         self.since_checkpoint = 0
 
-    def score_one(self, stored: dict[str, float | None]) -> dict:
-        """Score, then (every ``learn_every``-th time) learn; returns calibrated outputs."""
+    def score_one(self, stored: dict[str, float | None], key: str) -> dict:
+        """Score, then (for one ``key``, the tx_id, in ``learn_every``) learn; returns calibrated outputs."""
         a = self.params.anomaly
         x = model_input(stored, a.features)
         self.seen += 1
         self.since_checkpoint += 1
-        learn = self.seen % a.learn_every == 0
+        learn = one_in(a.learn_every, key)
         percentiles = {}
         for name, detector in self.detectors.items():
             percentiles[name] = self.calibrators[name].update(detector.score_one(x))

@@ -338,8 +338,8 @@ class Scorer:
             return recent[tx.tx_id]
         x = features(tx, signals, self.config.models.utc_offset_hours)
         models = self.model_set(source[0])
-        contributions = self._evidence(models, signals)
-        out = models.score_one(x)
+        contributions = self._evidence(models, signals, tx.tx_id)
+        out = models.score_one(x, tx.tx_id)
         anomaly, anomaly_points = models.anomaly_signal(out)
         contributions.append((anomaly, anomaly_points, None))
         label_free = combine(points for _, points, _ in contributions)
@@ -384,11 +384,11 @@ class Scorer:
         record["reasons"].append({"indicator": BUDGET_REASON, "value": None, "lines": lines, "contribution": 0.0,
                                   "reason": f"tiers by alert budget: {shown}"})
 
-    def _evidence(self, models: ModelSet, signals: list[Signal]) -> list[tuple[Signal, float, float | None]]:
+    def _evidence(self, models: ModelSet, signals: list[Signal], key: str) -> list[tuple[Signal, float, float | None]]:
         """(signal, points, surprisal) of each indicator that adds points: graded by the rarity
         of its value (:mod:`indicators.evidence`); before the partition's reference is warm, a
         hit at its full weight and no surprisal."""
-        ranked = models.rarity.surprisal(signals)
+        ranked = models.rarity.surprisal(signals, key)
         weights = self.weights
         if not models.rarity.warm:
             return [(sig, weights[sig.name], None) for sig in signals if sig.hit]

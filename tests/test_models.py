@@ -36,19 +36,20 @@ def test_checkpoint_round_trip_continues_identically():
     params = ModelParams(anomaly=AnomalyParams(warmup=20, calibration=100))
     live = ModelSet(params)
     xs = [features(tx_at(m, 50 + (m * 37) % 400), [], 8) for m in range(600)]
-    for x in xs[:300]:
-        live.score_one(x)
+    for m, x in enumerate(xs[:300]):
+        live.score_one(x, f"t{m}")
     for m, x in enumerate(xs[:60]):
         live.feedback(x, m % 3 == 0)
     restored = ModelSet.loads(live.dumps(), params)
     assert restored.seen == live.seen and restored.labels == live.labels
-    assert [restored.score_one(x) for x in xs[300:]] == [live.score_one(x) for x in xs[300:]]
+    assert [restored.score_one(x, f"t{m}") for m, x in enumerate(xs[300:])] == \
+        [live.score_one(x, f"t{m}") for m, x in enumerate(xs[300:])]
 
 
 def test_checkpoint_is_compact_and_versioned():
     models = ModelSet(ModelParams())
     for m in range(3000):
-        models.score_one(features(tx_at(m, 10 + m % 90), [], 8))
+        models.score_one(features(tx_at(m, 10 + m % 90), [], 8), f"t{m}")
     blob = models.dumps()
     assert len(blob) < 400_000, len(blob)  # it travels as one Kafka record through the models table
     assert models.since_checkpoint == 0
@@ -63,10 +64,10 @@ def test_supervised_model_waits_for_enough_labels_of_each_class():
     x = features(tx_at(0), [], 8)
     for _ in range(5):
         models.feedback(x, False)
-    assert models.supervise(x, 0.0, models.score_one(x))["fraud_probability"] is None
+    assert models.supervise(x, 0.0, models.score_one(x, "t"))["fraud_probability"] is None
     for _ in range(3):
         models.feedback(x, True)
-    assert 0 <= models.supervise(x, 0.0, models.score_one(x))["fraud_probability"] <= 1
+    assert 0 <= models.supervise(x, 0.0, models.score_one(x, "t"))["fraud_probability"] <= 1
 
 
 def test_supervised_model_learns_a_threshold_at_one_merchant_category_from_labels_a_day_late(tmp_path):
