@@ -21,7 +21,8 @@ from pathlib import Path
 
 from riskcockpit.settings import REPO_ROOT
 
-BROKER_DIR = REPO_ROOT / "broker"
+# The jars' folder: the checkout's broker/, or where an image put them (docker/Dockerfile).
+BROKER_DIR = Path(os.environ.get("RISKCOCKPIT_BROKER_DIR") or REPO_ROOT / "broker")
 LIB_DIR = BROKER_DIR / "lib"
 POM = BROKER_DIR / "pom.xml"
 
@@ -121,13 +122,14 @@ class EmbeddedBroker:
     the data folder is first formatted, and kept so."""
 
     data_dir: Path
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # listened on
     port: int = 9092
     controller_port: int = 9093
     partitions: int = 4
     heap: str = "768m"
     secure: bool = False
     app_id: str = "riskcockpit"  # the worker's: its consumer group and the prefix of its changelogs
+    advertised_host: str | None = None  # what clients connect to, when not ``host`` (0.0.0.0 in a container)
 
     @property
     def credentials_file(self) -> Path:
@@ -137,7 +139,10 @@ class EmbeddedBroker:
         """Principal → password, made once (readable by the owner only)."""
         if not self.credentials_file.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            made = {name: secrets.token_urlsafe(18) for name in (OPERATOR, *grants())}
+            # A deployment hands each component its password (docker/compose.yaml): taken from
+            # RISKCOCKPIT_KAFKA_PASSWORD_<PRINCIPAL> where set, made up where not.
+            made = {name: os.environ.get(f"RISKCOCKPIT_KAFKA_PASSWORD_{name.upper()}") or secrets.token_urlsafe(18)
+                    for name in (OPERATOR, *grants())}
             self.credentials_file.touch(mode=0o600)
             self.credentials_file.write_text(json.dumps(made, indent=1))
         return json.loads(self.credentials_file.read_text())
@@ -164,13 +169,14 @@ class EmbeddedBroker:
     def from_settings(cls, settings, secure: bool = False) -> EmbeddedBroker:
         k = settings.kafka
         broker = cls(settings.kafka_dir, k.host, k.port, k.controller_port, k.partitions, k.heap,
-                     app_id=settings.worker.app_id)
+                     app_id=settings.worker.app_id, advertised_host=k.advertised_host)
         broker.secure = secure or broker.credentials_file.exists()  # formatted secure, it stays so
         return broker
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Where this process reaches the broker."""
+        return f"{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.port}"
 
     @property
     def pid_file(self) -> Path:
@@ -204,9 +210,10 @@ class EmbeddedBroker:
             "\n".join([
                 "process.roles=broker,controller",
                 "node.id=1",
-                f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-                f"listeners={client}://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-                f"advertised.listeners={client}://{self.host}:{self.port}",
+                # The controller is this process's own: reached locally, whatever clients use.
+                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"listeners={client}://{self.host}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners={client}://{self.advertised_host or self.bootstrap.rsplit(':', 1)[0]}:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 f"listener.security.protocol.map={client}:{client},CONTROLLER:PLAINTEXT",
                 *secured,
@@ -233,14 +240,20 @@ class EmbeddedBroker:
         except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
             return None
 
-    def running(self) -> bool:
-        return self.pid() is not None and port_open(self.host, self.port)
+    def answers(self) -> bool:
+        host, port = self.bootstrap.rsplit(":", 1)
+        return port_open(host, int(port))
 
-    def start(self, timeout: float = 90.0) -> None:
-        """Start detached and wait until it accepts connections; a no-op if already up."""
+    def running(self) -> bool:
+        return self.pid() is not None and self.answers()
+
+    def start(self, timeout: float = 90.0, to_stdout: bool = False) -> subprocess.Popen | None:
+        """Start detached and wait until it accepts connections; a no-op if already up. Returns
+        the broker's process when started here. Its output goes to ``kafka.log``, or with
+        ``to_stdout`` to this process's (a container's log)."""
         if self.running():
-            return
-        if port_open(self.host, self.port):
+            return None
+        if self.answers():
             raise BrokerError(
                 f"{self.bootstrap} is taken by another process; stop it or set kafka.port "
                 "(or RISKCOCKPIT_KAFKA to use that broker)"
@@ -264,21 +277,42 @@ class EmbeddedBroker:
             if formatted.returncode:
                 raise BrokerError(f"formatting Kafka's storage in {self.data_dir} failed "
                                   f"({formatted.returncode}): {formatted.stderr.decode(errors='replace')[-2000:]}")
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(java + ["kafka.Kafka", str(props)], stdout=log, stderr=log,
+        with open(os.devnull if to_stdout else self.log_file, "ab") as log:
+            out = None if to_stdout else log
+            proc = subprocess.Popen(java + ["kafka.Kafka", str(props)], stdout=out, stderr=out,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise BrokerError(f"Kafka exited with {proc.returncode}; see {self.log_file}")
-            if port_open(self.host, self.port) and self._ready():
+                raise BrokerError(f"Kafka exited with {proc.returncode}" + ("" if to_stdout else f"; see {self.log_file}"))
+            if self.answers() and self._ready():
                 if self.secure:
                     self._grant(self.app_id)
-                return
+                return proc
             time.sleep(0.3)
         self.stop()
         raise BrokerError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_file}")
+
+    def run(self, timeout: float = 90.0, ready=lambda: None) -> int:
+        """Start, call ``ready`` once its topics and ACLs are made, then stay until the broker
+        exits or this process gets SIGTERM / SIGINT (which stops the broker): a container's main
+        process. Returns the broker's exit status."""
+        proc = self.start(timeout, to_stdout=True)
+        if proc is None:
+            raise BrokerError(f"a broker already runs from {self.data_dir} (pid {self.pid()})")
+        ready()
+        asked = []
+
+        def stop(*_):
+            asked.append(True)
+            proc.terminate()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        status = proc.wait()
+        self.pid_file.unlink(missing_ok=True)
+        return 0 if asked else status  # the JVM answers SIGTERM with 143
 
     def _ready(self) -> bool:
         from kafka import KafkaAdminClient
@@ -354,7 +388,7 @@ class EmbeddedBroker:
 
     def status(self) -> str:
         pid = self.pid()
-        if pid and port_open(self.host, self.port):
+        if pid and self.answers():
             return f"running: pid {pid}, {self.bootstrap}, data in {self.data_dir}"
         if pid:
             return f"starting or unhealthy: pid {pid}, {self.bootstrap} not answering"

@@ -78,13 +78,17 @@ def _embedded(obj: Context, secure: bool = False):
 @kafka.command("start")
 @click.option("--secure", is_flag=True,
               help="SASL/SCRAM listener and ACLs, a principal per component (only when first formatted)")
+@click.option("--foreground", is_flag=True, help="stay until the broker stops; SIGTERM stops it (a container)")
 @click.pass_obj
-def kafka_start(obj, secure):
+def kafka_start(obj, secure, foreground):
     """Start the embedded broker in the background."""
     from riskcockpit.broker import BrokerError
 
     broker = _embedded(obj, secure)
     try:
+        if foreground:
+            click.echo(f"starting Kafka on {broker.host}:{broker.port}, data in {broker.data_dir}")
+            sys.exit(broker.run(ready=lambda: click.echo(f"ready: {broker.status()}")))
         broker.start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None

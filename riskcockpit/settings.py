@@ -41,7 +41,9 @@ class KafkaSettings(_Section):
     bootstrap: str | None = Field(
         None, description="host:port[,host:port] of an existing cluster; empty runs the embedded broker"
     )
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="the interface the embedded broker listens on (0.0.0.0: every one)")
+    advertised_host: str | None = Field(
+        None, description="the name clients reach the embedded broker by (default: host; set it when host is 0.0.0.0)")
     port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
     partitions: int = Field(4, ge=1, le=1024)

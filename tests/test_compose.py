@@ -95,15 +95,14 @@ def test_dockerfile_basics():
 
 def test_environment_points_at_the_compose_services(compose, services):
     shared = {k: with_defaults(v) for k, v in compose["x-riskcockpit-env"].items()}
-    kafka_advertised = env_of(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+    kafka = env_of(services["kafka"])
     clickhouse = env_of(services["clickhouse"])
     for name in APP_SERVICES:
         env = env_of(services[name])
         for key, value in shared.items():
             assert env.get(key) == value, f"{name}: {key} not taken from x-riskcockpit-env"
 
-        assert env["RISKCOCKPIT_KAFKA"] == "kafka:9092"
-        assert f"//{env['RISKCOCKPIT_KAFKA']}" in kafka_advertised
+        assert env["RISKCOCKPIT_KAFKA"] == f"{kafka['RISKCOCKPIT_KAFKA__ADVERTISED_HOST']}:{kafka['RISKCOCKPIT_KAFKA__PORT']}"
 
         url = urlsplit(env["RISKCOCKPIT_CLICKHOUSE_URL"])
         assert (url.scheme, url.hostname, url.port) == ("http", "clickhouse", 8123)
@@ -116,7 +115,7 @@ def test_environment_points_at_the_compose_services(compose, services):
 
 
 def test_partitions_agree_between_kafka_and_the_app(services):
-    broker = env_of(services["kafka"])["KAFKA_NUM_PARTITIONS"]
+    broker = env_of(services["kafka"])["RISKCOCKPIT_KAFKA__PARTITIONS"]
     assert broker == "4"
     for name in APP_SERVICES:
         assert env_of(services[name])["RISKCOCKPIT_KAFKA__PARTITIONS"] == broker
@@ -133,27 +132,39 @@ def test_dependencies_wait_for_healthy_services(services):
         assert services[name]["restart"] == "unless-stopped"
 
 
-def test_kafka_is_a_single_kraft_node(services):
+# service -> the principal it talks to Kafka as
+PRINCIPALS = {"worker-1": "worker", "worker-2": "worker", "sink": "sink", "cockpit": "cockpit",
+              "notifier": "notifier", "generator": "ingest"}
+
+
+def test_kafka_is_the_secured_embedded_broker(services):
     kafka = services["kafka"]
-    env = env_of(kafka)
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_LISTENERS"] == "PLAINTEXT://:9092,CONTROLLER://:9093"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
-        assert env[key] == "1"
-    assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
-    assert any(v.split(":")[0] == "kafka-data" for v in kafka["volumes"])
+    assert kafka["command"] == ["kafka", "start", "--secure", "--foreground"]
+    assert kafka["build"]["target"] == "broker" and (ROOT / kafka["build"]["dockerfile"]).resolve() == DOCKERFILE
+    assert re.search(r"^FROM .* AS broker$", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE)
+    assert env_of(kafka)["RISKCOCKPIT_KAFKA__HOST"] == "0.0.0.0"
+    assert kafka["healthcheck"]["test"] == ["CMD", "riskcockpit", "kafka", "status"]
+    assert any(v.split(":")[0] == "kafka-data" and v.endswith(":/var/lib/riskcockpit") for v in kafka["volumes"])
 
 
-def test_kafka_image_matches_the_embedded_broker_version(services):
-    if not POM.is_file():
-        pytest.skip(f"{POM.relative_to(ROOT)} not present: cannot compare the Kafka version")
-    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    node = ET.parse(POM).getroot().find("m:properties/m:kafka.version", ns)
-    if node is None or not (node.text or "").strip():
-        pytest.skip(f"{POM.relative_to(ROOT)} has no <kafka.version> property")
-    assert services["kafka"]["image"] == f"apache/kafka:{node.text.strip()}"
+def test_every_component_has_its_own_principal_and_a_password_compose_requires(services):
+    from riskcockpit.broker import OPERATOR, grants
+
+    handed = services["kafka"]["environment"]
+    for principal in (OPERATOR, *grants()):
+        assert handed[f"RISKCOCKPIT_KAFKA_PASSWORD_{principal.upper()}"].startswith(
+            f"${{KAFKA_{principal.upper()}_PASSWORD:?"), f"{principal}'s password must be required, not defaulted"
+    for name, principal in PRINCIPALS.items():
+        env = services[name]["environment"]
+        assert env["RISKCOCKPIT_KAFKA__USERNAME"] == principal, name
+        assert env["RISKCOCKPIT_KAFKA__PASSWORD"] == handed[f"RISKCOCKPIT_KAFKA_PASSWORD_{principal.upper()}"], name
+        assert env_of(services[name])["RISKCOCKPIT_KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+
+
+def test_the_broker_image_runs_the_kafka_version_the_tests_run(services):
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert "COPY broker/pom.xml" in text and "RISKCOCKPIT_BROKER_DIR=/opt/riskcockpit/broker" in text
+    assert "broker/lib" in (DOCKER / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
 
 
 def test_clickhouse_credentials_are_configurable(services):
@@ -209,9 +220,13 @@ def _compose_cli() -> list[str]:
 
 
 def _clean_env() -> dict[str, str]:
-    """Drop overrides from the caller's shell so Compose uses the file's defaults."""
+    """Drop overrides from the caller's shell so Compose uses the file's defaults; the Kafka
+    passwords, which have none, as a deployment's docker/.env would give them."""
+    from riskcockpit.broker import OPERATOR, grants
+
     prefixes = ("RISKCOCKPIT_", "CLICKHOUSE_", "KAFKA_", "COMPOSE_", "GENERATOR_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | {
+        f"KAFKA_{p.upper()}_PASSWORD": f"{p}-secret" for p in (OPERATOR, *grants())}
 
 
 @pytest.mark.parametrize("profile", [[], ["--profile", "demo"]], ids=["default", "demo"])
@@ -234,7 +249,8 @@ def test_docker_compose_resolves_the_wiring():
     services = resolved["services"]
     assert set(APP_SERVICES) | set(INFRA) <= set(services)
     assert services["generator"]["command"] == ["generate", "--rate", "200"]
-    assert services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == "4"
+    assert services["kafka"]["environment"]["RISKCOCKPIT_KAFKA__PARTITIONS"] == "4"
+    assert services["worker-1"]["environment"]["RISKCOCKPIT_KAFKA__PASSWORD"] == "worker-secret"
     cockpit = services["cockpit"]
     assert cockpit["environment"]["RISKCOCKPIT_KAFKA"] == "kafka:9092"
     assert urlsplit(cockpit["environment"]["RISKCOCKPIT_CLICKHOUSE_URL"]).hostname == "clickhouse"

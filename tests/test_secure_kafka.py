@@ -75,3 +75,34 @@ def test_the_pipeline_runs_on_a_secured_broker_and_refuses_who_may_not(secure_br
         admin.close()
     processes.assert_alive()
     assert "TopicAuthorizationFailed" not in processes.log("worker") + processes.log("sink")
+
+
+def test_the_container_broker_takes_its_passwords_from_the_environment_and_stops_on_sigterm(processes, tmp_path):
+    """What docker/compose.yaml's kafka service runs: in the foreground, on every interface,
+    advertised under another name, with the passwords the deployment hands each component."""
+    port, controller = free_port(), free_port()
+    passwords = {principal: f"{principal}-pw-{port}" for principal in ("operator", "ingest", "worker", "sink",
+                                                                        "cockpit", "notifier")}
+    proc = processes.start("kafka", ["kafka", "start", "--secure", "--foreground"], {
+        "RISKCOCKPIT_DATA_DIR": str(tmp_path / "data"), "RISKCOCKPIT_KAFKA__HOST": "0.0.0.0",
+        "RISKCOCKPIT_KAFKA__ADVERTISED_HOST": "localhost", "RISKCOCKPIT_KAFKA__PORT": str(port),
+        "RISKCOCKPIT_KAFKA__CONTROLLER_PORT": str(controller), "RISKCOCKPIT_KAFKA__HEAP": "512m",
+        **{f"RISKCOCKPIT_KAFKA_PASSWORD_{p.upper()}": pw for p, pw in passwords.items()}})
+    bootstrap = f"localhost:{port}"
+
+    def as_ingest(password: str) -> dict:
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": "ingest", "sasl_plain_password": password}
+
+    wait_for(lambda: "ready: running" in processes.output(0), timeout=120,
+             what="the foreground broker, its topics and ACLs", processes=processes)
+    ingest = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **as_ingest(passwords["ingest"]))
+    ingest.send(topics.TRANSACTIONS, b'{"tx_id": "t"}').get(10)
+    ingest.close()
+    with pytest.raises(KafkaTimeoutError):  # another password: not let in
+        KafkaProducer(bootstrap_servers=bootstrap, max_block_ms=4000, **as_ingest("guessed")).send(
+            topics.TRANSACTIONS, b"{}").get(5)
+    proc.terminate()
+    proc.wait(60)
+    assert not EmbeddedBroker(tmp_path / "x", port=port).answers()
+    assert (tmp_path / "data" / "kafka" / "credentials.json").stat().st_mode & 0o077 == 0
