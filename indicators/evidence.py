@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from array import array
 from collections import deque
 from hashlib import blake2b
 
@@ -88,6 +89,20 @@ class Tail:
         self.size = size
         self.recent: deque[float] = deque()
         self.sorted: list[float] = []
+
+    def __getstate__(self):
+        # The order of arrival alone, as packed doubles: the sorted copy follows from it, and a
+        # checkpoint of every batch must cost little.
+        return self.size, array("d", self.recent).tobytes()
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict | type(None)):
+            state = state[1]["size"], array("d", state[1]["recent"]).tobytes()  # a checkpoint from before
+        self.size = state[0]
+        values = array("d")
+        values.frombytes(state[1])
+        self.recent = deque(values)
+        self.sorted = sorted(values)
 
     def add(self, value: float) -> None:
         bisect.insort(self.sorted, value)

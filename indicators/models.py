@@ -364,7 +364,7 @@ class ModelSet:
         self.since_checkpoint = 0
         state = (CHECKPOINT_FORMAT, self.detectors, self.calibrators, self.classifier, self.labels, self.seen,
                  self.rarity, self.scores, self.stacker)
-        return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 6)
+        return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
     @classmethod
     def loads(cls, blob: bytes, params: ModelParams) -> ModelSet:

@@ -68,3 +68,21 @@ def test_rarity_moves_with_the_partitions_checkpoint():
     restored = copy.deepcopy(s)
     restored.models = {p: ModelSet.loads(m.dumps(), s.config.models) for p, m in s.models.items()}
     assert probe(restored, states, 700)["score"] == probe(s, states, 700)["score"] > 0
+
+
+def test_a_tail_checkpoints_its_values_in_arrival_order_and_reads_an_older_checkpoint():
+    import pickle
+    from collections import deque
+
+    from indicators.evidence import Tail
+
+    tail = Tail(3)
+    for value in (5.0, 1.0, 4.0, 2.0):
+        tail.add(value)
+    back = pickle.loads(pickle.dumps(tail))
+    assert (list(back.recent), back.sorted, back.size) == ([1.0, 4.0, 2.0], [1.0, 2.0, 4.0], 3)
+    back.add(0.5)  # the oldest still leaves first
+    assert (list(back.recent), back.sorted) == ([4.0, 2.0, 0.5], [0.5, 2.0, 4.0])
+    older = Tail.__new__(Tail)
+    older.__setstate__((None, {"size": 3, "recent": deque([3.0, 1.0]), "sorted": [1.0, 3.0]}))
+    assert (list(older.recent), older.sorted, older.size) == ([3.0, 1.0], [1.0, 3.0], 3)
