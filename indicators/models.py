@@ -24,6 +24,9 @@ the partition on a rebalance and are checkpointed with it.
 
 Checkpoints are zlib-compressed pickles (:meth:`ModelSet.dumps`); what was learned since the
 last checkpoint is the loss bound on a crash (``checkpoint_every`` transactions per partition).
+By default a partition is checkpointed with every batch that scored one of its transactions:
+a worker killed after delivering a batch but before its offsets were committed gets the batch
+again, and its models must already hold it, or the same transaction could be answered two ways.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ class ModelParams(_Config):
     evidence: EvidenceParams = EvidenceParams()
     anomaly: AnomalyParams = AnomalyParams()
     supervised: SupervisedParams = SupervisedParams()
-    checkpoint_every: int = Field(5000, ge=1, description="transactions per partition between checkpoints; "
+    checkpoint_every: int = Field(1, ge=1, description="transactions per partition between checkpoints; "
                                   "1: with every batch")
     utc_offset_hours: float = Field(8.0, ge=-12, le=14, description="customers' local time, for the hour features")
 

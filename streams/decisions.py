@@ -8,7 +8,9 @@ transaction *the worker* received, never from what the disposition's sender says
 So each decision is kept in the changelog-backed table ``decisions``, keyed by its id
 (:func:`streams.contract.decision_id`: two accounts may use one ``tx_id``), in
 the account's partition, where its dispositions arrive. Each row also remembers the label it
-was taught, so a repeated or redelivered label teaches once.
+was taught, so a repeated or redelivered label teaches once, and the score record it was
+published as, so a transaction redelivered after more of its account's transactions than the
+account state remembers (``dedup_memory``) gets the same answer again.
 
 Kept: the last ``keep`` decisions of each partition (``worker.decisions_kept``); older ones are
 deleted from the table and its changelog (tombstones), and a label for one of them is
@@ -34,7 +36,7 @@ def encode(partition: int, record: dict[str, Any], tx, label: str | None = None)
     :class:`streams.contract.Transaction`) as the contract's JSON."""
     get = tx.__dict__.get  # not model_dump: a quarter of the cost (orjson writes the datetime as ISO-8601)
     body = {"features": record["features"], "tx": {k: v for k in TX_FIELDS if (v := get(k)) is not None},
-            "label": label}
+            "label": label, "published": {k: v for k, v in record.items() if k != "features"}}
     return f"{partition} {orjson.dumps(body).decode()}"
 
 
@@ -46,8 +48,17 @@ def decode(row: str) -> dict[str, Any]:
     >>> row = encode(2, {"features": {"log_amount": 1.5}}, tx)
     >>> row.split(" ")[0], decode(row)["features"], decode(row)["tx"]["amount"], decode(row)["label"]
     ('2', {'log_amount': 1.5}, 3.5, None)
+    >>> published(decode(row))
+    {'features': {'log_amount': 1.5}}
     """
     return orjson.loads(row[row.index(" ") + 1:])
+
+
+def published(decision: dict[str, Any]) -> dict[str, Any] | None:
+    """The score record a decision (from :func:`decode`) was published as; None for a row kept
+    before rows remembered it."""
+    record = decision.get("published")
+    return None if record is None else record | {"features": decision["features"]}
 
 
 def _partition(row: str) -> int:
@@ -72,6 +83,11 @@ class DecisionLog:
         """The decision ``key`` (:func:`decode`, with the ``partition`` it is kept in), or None."""
         row = self.table.data.get(key)
         return None if row is None else {**decode(row), "partition": _partition(row)}
+
+    def published(self, key: str) -> dict[str, Any] | None:
+        """The score record decision ``key`` was published as, if it is kept here."""
+        row = self.table.data.get(key)
+        return None if row is None else published(decode(row))
 
     def remember(self, out, partition: int, record: dict[str, Any], tx: dict[str, Any]) -> None:
         """Keep a new decision; forget the partition's oldest beyond ``keep``."""

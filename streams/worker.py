@@ -27,10 +27,11 @@ partition's record of its decisions (:mod:`streams.decisions`) says what the dec
 features teach the partition's supervised model, its transaction the entity stages (merchant
 compromise learns from confirmed fraud). A disposition says only which decision and which
 verdict; nothing it claims the decision saw is believed. Each partition's models are
-checkpointed into the changelog-backed table ``models`` every ``checkpoint_every``
-transactions, and whenever the partition moves to another worker (a rebalance, a stop), and
-restored from it when the partition is (re)assigned; what was learned since the last
-checkpoint is lost only when a worker dies (``checkpoint_every: 1`` checkpoints every batch).
+checkpointed into the changelog-backed table ``models`` with every batch (``checkpoint_every``:
+1; or every that many transactions), and whenever the partition moves to another worker (a
+rebalance, a stop), and restored from it when the partition is (re)assigned. A batch's
+checkpoint and table rows are delivered before its records, so a worker killed before its
+offsets were committed answers the batch again as it did, from models that already hold it.
 
 One record never costs another: whatever goes wrong while one record is handled (a record
 that breaks the contract, a disposition of a decision not kept here, a bug) sends that record
@@ -411,6 +412,12 @@ def create_app(settings: Settings) -> faust.App:
         partition_models(message.partition)  # restores the partition's checkpoint on first use
         source = (message.partition, message.offset)
         repeated = tx.tx_id in state.get("recent", ())
+        if not repeated and (earlier := decisions.published(decision_id(tx.account_id, tx.tx_id))) is not None:
+            # Redelivered after more of the account's transactions than it remembers (a worker
+            # killed before its offsets were committed): scored again, it would be scored
+            # against a later history. It gets the answer it was published with.
+            await publish(out, key, earlier)
+            return
         if carried is None and order and not repeated:
             # The account's indicators first, here, in the order its transactions arrive; then
             # the entity stages, which may be in other workers, and a transaction that takes a
@@ -425,6 +432,9 @@ def create_app(settings: Settings) -> faust.App:
             record = scorer.decide(tx, state, carried, source)
         if not repeated:
             decisions.remember(out, message.partition, record, tx)
+        await publish(out, key, record)
+
+    async def publish(out: Outbox, key: bytes, record: dict) -> None:
         payload = orjson.dumps(record)
         await out.send(topics.SCORES, key, payload)
         if record["tier"]:
