@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
 

@@ -264,6 +264,35 @@ def test_worker_killed_midstream_resumes_with_state_and_loses_nothing(stack):
     assert not two_ways, f"{len(two_ways)} transactions answered two ways, e.g. {list(two_ways.items())[:3]}"
 
 
+def test_a_broker_outage_midstream_loses_nothing_and_answers_each_transaction_once(stack, fresh_kafka):
+    """The broker stops under a running worker and sink, and starts again: the worker, whose
+    delivery fails, exits without acking and is started again (as its supervisor would), the sink
+    resumes by itself; every transaction is stored once and no transaction gets two answers."""
+    bootstrap = stack.settings.kafka.servers
+    stream = generated(4000, seed=23)
+    produce(bootstrap, stream)
+    worker = stack.start_worker()
+    wait_for(lambda: stack.count("scores") > 800, timeout=180, what="worker to be mid-stream", processes=stack.processes)
+    fresh_kafka.stop()
+    time.sleep(15)
+    fresh_kafka.start()
+    deadline, restarts = time.monotonic() + 300, 0
+    while stack.count("scores") < len(stream) and time.monotonic() < deadline:
+        if worker.poll() is not None:
+            worker, restarts = stack.start_worker(), restarts + 1
+        time.sleep(1)
+    assert stack.count("scores") == len(stream), (f"{stack.count('scores')} of {len(stream)} stored after the "
+                                                  f"outage ({restarts} worker restarts)\n{stack.processes.tails()}")
+    assert stack.client.query(f"SELECT uniqExact(tx_id) FROM {stack.db}.scores FINAL").result_rows[0][0] == len(stream)
+    answers = {}
+    for m in records(bootstrap, topics.SCORES):
+        record = json.loads(m.value)
+        answers.setdefault((record["account_id"], record["tx_id"]), set()).add((record["score"], record["tier"]))
+    assert len(answers) == len(stream)
+    two_ways = {key: answer for key, answer in answers.items() if len(answer) > 1}
+    assert not two_ways, f"{len(two_ways)} transactions answered two ways, e.g. {list(two_ways.items())[:3]}"
+
+
 def group_members(bootstrap: str, group: str = "riskcockpit") -> int:
     """Members of the workers' consumer group once it is stable (0 while it rebalances, or
     before the group has a coordinator)."""
