@@ -25,8 +25,10 @@ $(JARS): broker/pom.xml
 run: bootstrap
 	$(BIN)/riskcockpit run
 
+# pytest, not `python -m pytest`: that would put the checkout's root on sys.path, where its
+# folders import under their own names besides riskcockpit.*
 test: bootstrap
-	$(BIN)/python -m pytest
+	$(BIN)/pytest
 
 bench: bootstrap
 	$(BIN)/python bench/scoring_core.py

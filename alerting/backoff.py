@@ -6,7 +6,7 @@ import random
 import time
 from email.utils import parsedate_to_datetime
 
-from alerting.config import RetryPolicy
+from riskcockpit.alerting.config import RetryPolicy
 
 
 def backoff_delay(failures: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:

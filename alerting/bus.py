@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 
 from riskcockpit.broker import client_configs
-from streams import topics
+from riskcockpit.streams import topics
 
 log = logging.getLogger("riskcockpit.alerting")
 

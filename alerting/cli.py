@@ -32,7 +32,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _config(settings: Settings, file: str | None):
-    from alerting import config as alerting_config
+    from riskcockpit.alerting import config as alerting_config
 
     path = Path(file) if file else alerting_config.default_path(settings.config_dir)
     try:
@@ -62,9 +62,9 @@ def notifier(ctx, file, only, allow_missing_secrets):
     import signal
     import threading
 
-    from alerting.delivery import DeliveryService
-    from alerting.notifier import NotifierService
-    from alerting.receivers import MissingSecret
+    from riskcockpit.alerting.delivery import DeliveryService
+    from riskcockpit.alerting.notifier import NotifierService
+    from riskcockpit.alerting.receivers import MissingSecret
 
     settings = _settings(ctx)
     config = _config(settings, file)
@@ -121,9 +121,9 @@ def alerting():
 @click.pass_context
 def alerting_check(ctx, file):
     """Validate FILE (default: alerting.yaml in the config folder); errors name file and line."""
-    from alerting import config as alerting_config
-    from alerting.durations import format_duration
-    from alerting.routing import Router
+    from riskcockpit.alerting import config as alerting_config
+    from riskcockpit.alerting.durations import format_duration
+    from riskcockpit.alerting.routing import Router
 
     if file is None:
         file = str(alerting_config.default_path(_settings(ctx).config_dir))
@@ -149,8 +149,8 @@ def alerting_check(ctx, file):
 @click.pass_context
 def alerting_route(ctx, file, tier, labels, verbose):
     """Print the receivers an alert with these labels would reach (like amtool config routes test)."""
-    from alerting.durations import format_duration
-    from alerting.routing import Router
+    from riskcockpit.alerting.durations import format_duration
+    from riskcockpit.alerting.routing import Router
 
     config = _config(_settings(ctx), file)
     values: dict[str, str] = {}
@@ -198,9 +198,9 @@ def _kafka(settings: Settings, action):
 
 
 def _silences(settings: Settings):
-    from alerting import bus
-    from alerting.silences import SilenceSet
-    from streams import topics
+    from riskcockpit.alerting import bus
+    from riskcockpit.alerting.silences import SilenceSet
+    from riskcockpit.streams import topics
 
     def read():
         bus.ensure_alerting_topics(settings.kafka.servers, settings.kafka.partitions)
@@ -216,8 +216,8 @@ def _silences(settings: Settings):
 
 
 def _publish_silence(settings: Settings, item) -> None:
-    from alerting import bus
-    from streams import topics
+    from riskcockpit.alerting import bus
+    from riskcockpit.streams import topics
 
     def publish():
         bus.ensure_alerting_topics(settings.kafka.servers, settings.kafka.partitions)
@@ -251,8 +251,8 @@ def _when(value: str) -> datetime:
 @click.pass_context
 def silence_add(ctx, matchers, more, duration, until, start, author, comment):
     """Mute alerts matching all MATCHERS, e.g. account_id="A42" 'indicator=~"new_.*"'."""
-    from alerting.durations import parse_duration
-    from alerting.silences import new_silence
+    from riskcockpit.alerting.durations import parse_duration
+    from riskcockpit.alerting.silences import new_silence
 
     now = datetime.now(UTC)
     starts = _when(start) if start else now
@@ -300,7 +300,7 @@ def silence_list(ctx, include_expired, fmt):
 @click.pass_context
 def silence_expire(ctx, silence_ids, author, comment):
     """End silences now (an id prefix is enough)."""
-    from alerting.silences import expired
+    from riskcockpit.alerting.silences import expired
 
     settings = _settings(ctx)
     known = _silences(settings)
@@ -325,9 +325,9 @@ def webhook():
 
 
 def sample_job(receiver: str, tier: int = 3) -> dict:
-    from alerting.labels import alert_labels
-    from alerting.notifier import alert_summary
-    from alerting.signing import notification_id
+    from riskcockpit.alerting.labels import alert_labels
+    from riskcockpit.alerting.notifier import alert_summary
+    from riskcockpit.alerting.signing import notification_id
 
     now = datetime.now(UTC)
     alert = {"tx_id": f"sample-{uuid.uuid4().hex[:8]}", "account_id": "A000042",
@@ -356,8 +356,8 @@ def sample_job(receiver: str, tier: int = 3) -> dict:
 @click.pass_context
 def webhook_test(ctx, receiver, file, tier, attempts):
     """Send a signed sample notification to RECEIVER and say what it answered."""
-    from alerting.delivery import Deliverer
-    from alerting.receivers import MissingSecret
+    from riskcockpit.alerting.delivery import Deliverer
+    from riskcockpit.alerting.receivers import MissingSecret
 
     settings = _settings(ctx)
     config = _config(settings, file)
@@ -389,7 +389,7 @@ def webhook_test(ctx, receiver, file, tier, attempts):
 @click.option("--max-age", type=float, help="also refuse timestamps more than this many seconds from now")
 def webhook_verify(bodyfile, secret_env, timestamp, signature, max_age):
     """Check a received request's signature over the raw BODYFILE ('-' for stdin); exit 0 if valid, 1 if not."""
-    from alerting.signing import check
+    from riskcockpit.alerting.signing import check
 
     secret = os.environ.get(secret_env)
     if not secret:

@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alerting.durations import parse_duration
-from alerting.matchers import Matcher
+from riskcockpit.alerting.durations import parse_duration
+from riskcockpit.alerting.matchers import Matcher
 from riskcockpit.settings import ConfigError
 
 FILE_NAME = "alerting.yaml"

@@ -29,11 +29,11 @@ from typing import Any, Callable, Mapping
 
 import requests
 
-from alerting import redact
-from alerting.backoff import next_delay
-from alerting.config import AlertingConfig
-from alerting.ratelimit import TokenBucket
-from alerting.receivers import MissingSecret, Receiver, Verdict, build
+from riskcockpit.alerting import redact
+from riskcockpit.alerting.backoff import next_delay
+from riskcockpit.alerting.config import AlertingConfig
+from riskcockpit.alerting.ratelimit import TokenBucket
+from riskcockpit.alerting.receivers import MissingSecret, Receiver, Verdict, build
 
 log = logging.getLogger("riskcockpit.delivery")
 
@@ -328,7 +328,7 @@ class DeliveryService:
         return thread
 
     def _publish_attempt(self, attempt: dict[str, Any]) -> None:
-        from streams import topics
+        from riskcockpit.streams import topics
 
         self._producer.send(topics.DELIVERIES, key=attempt["notification_id"].encode(),
                             value=json.dumps(attempt, ensure_ascii=False).encode())
@@ -337,10 +337,10 @@ class DeliveryService:
         from kafka import KafkaConsumer, TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        from alerting import bus
-        from alerting.offsets import OffsetTracker
+        from riskcockpit.alerting import bus
+        from riskcockpit.alerting.offsets import OffsetTracker
         from riskcockpit.broker import client_configs, subscribe
-        from streams import topics
+        from riskcockpit.streams import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         self._producer = bus.producer(self.bootstrap)
@@ -353,7 +353,7 @@ class DeliveryService:
 
         def finished(token, job: dict[str, Any], outcome: Outcome) -> None:
             if outcome.status == "dead_letter":
-                from alerting.notifier import job_key
+                from riskcockpit.alerting.notifier import job_key
 
                 # Wait for the broker: the job may be committed only once its dead letter is stored.
                 self._producer.send(topics.NOTIFICATIONS_DLQ, key=job_key(job),

@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from alerting.routing import Route
+from riskcockpit.alerting.routing import Route
 
 
 @dataclass

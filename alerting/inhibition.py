@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from alerting.config import InhibitRule
-from alerting.matchers import all_match
+from riskcockpit.alerting.config import InhibitRule
+from riskcockpit.alerting.matchers import all_match
 
 
 class Inhibitor:

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Hashable
 
-from alerting.config import AlertingConfig
-from alerting.grouping import Group, Grouper
-from alerting.inhibition import Inhibitor
-from alerting.labels import alert_id as id_of
-from alerting.labels import alert_labels
-from alerting.routing import Route, Router
-from alerting.signing import notification_id
-from alerting.silences import SilenceSet
+from riskcockpit.alerting.config import AlertingConfig
+from riskcockpit.alerting.grouping import Group, Grouper
+from riskcockpit.alerting.inhibition import Inhibitor
+from riskcockpit.alerting.labels import alert_id as id_of
+from riskcockpit.alerting.labels import alert_labels
+from riskcockpit.alerting.routing import Route, Router
+from riskcockpit.alerting.signing import notification_id
+from riskcockpit.alerting.silences import SilenceSet
 
 log = logging.getLogger("riskcockpit.notifier")
 
@@ -401,7 +401,7 @@ class NotifierService:
         self.stopping.set()
 
     def start_thread(self) -> threading.Thread:
-        from alerting.delivery import keeping_error
+        from riskcockpit.alerting.delivery import keeping_error
 
         thread = threading.Thread(target=keeping_error(self), name="riskcockpit-notifier", daemon=True)
         thread.start()
@@ -411,10 +411,10 @@ class NotifierService:
         from kafka import KafkaConsumer, TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        from alerting import bus
-        from alerting.offsets import OffsetTracker
+        from riskcockpit.alerting import bus
+        from riskcockpit.alerting.offsets import OffsetTracker
         from riskcockpit.broker import client_configs, subscribe
-        from streams import topics
+        from riskcockpit.streams import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         now = self.clock()
@@ -490,7 +490,7 @@ class NotifierService:
     def _dead_letter(producer, record, exc: Exception) -> None:
         """An alert that cannot be read to ``risk.alerts.dlq``, as it was, with the reason; its
         offset is committed only once the broker has it."""
-        from streams import topics
+        from riskcockpit.streams import topics
 
         reason = f"notifier could not read the alert: {type(exc).__name__}: {exc}"
         log.warning("alert at %s-%d@%d dead-lettered: %s", record.topic, record.partition, record.offset, reason)
@@ -499,7 +499,7 @@ class NotifierService:
                                                  reason)).get(timeout=30)
 
     def _side(self, record, now: float) -> None:
-        from streams import topics
+        from riskcockpit.streams import topics
 
         try:
             value = json.loads(record.value) if record.value is not None else None

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from alerting import redact
-from alerting.backoff import parse_retry_after
-from alerting.config import ReceiverConfig
-from alerting.signing import dingtalk_sign, feishu_sign, signed_headers
-from alerting.templates import Message, fit, link, tier_name
+from riskcockpit.alerting import redact
+from riskcockpit.alerting.backoff import parse_retry_after
+from riskcockpit.alerting.config import ReceiverConfig
+from riskcockpit.alerting.signing import dingtalk_sign, feishu_sign, signed_headers
+from riskcockpit.alerting.templates import Message, fit, link, tier_name
 
 USER_AGENT = "riskcockpit-notifier/1"
 

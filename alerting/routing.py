@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from alerting.config import AlertingConfig, RouteConfig
-from alerting.matchers import Matcher, all_match
+from riskcockpit.alerting.config import AlertingConfig, RouteConfig
+from riskcockpit.alerting.matchers import Matcher, all_match
 
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_INTERVAL = 300.0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting.matchers import Matcher, all_match
+from riskcockpit.alerting.matchers import Matcher, all_match
 
 
 def _time(value: str | datetime) -> datetime:

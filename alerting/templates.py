@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from alerting.durations import format_duration
+from riskcockpit.alerting.durations import format_duration
 
 MAX_LINES = 10
 

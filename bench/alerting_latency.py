@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kafka import KafkaProducer  # noqa: E402
 
-from alerting.config import parse  # noqa: E402
-from alerting.delivery import DeliveryService  # noqa: E402
-from alerting.notifier import NotifierService  # noqa: E402
-from alerting.testing import RecordingReceiver  # noqa: E402
+from riskcockpit.alerting.config import parse  # noqa: E402
+from riskcockpit.alerting.delivery import DeliveryService  # noqa: E402
+from riskcockpit.alerting.notifier import NotifierService  # noqa: E402
+from riskcockpit.alerting.testing import RecordingReceiver  # noqa: E402
 from riskcockpit.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams import topics  # noqa: E402
+from riskcockpit.streams import topics  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
 

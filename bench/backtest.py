@@ -26,12 +26,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.backtest import format_metrics, load_mapping, load_transactions, run_backtest
 from riskcockpit.backtest_stages import available_cpus
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from streams.generator import SyntheticStream
+from riskcockpit.streams.generator import SyntheticStream
 
 RENAMED = {"tx_id": "id", "ts": "booked_at", "account_id": "customer", "merchant_id": "terminal", "amount": "value"}
 OTHER = ("currency", "direction", "channel", "mcc", "country", "counterparty_id", "device_id", "ip", "lat", "lon",

@@ -37,14 +37,14 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.backtest import load_mapping, load_transactions, run_backtest
 from riskcockpit.runtime import tune_gc
-from riskcockpit.settings import DEFAULT_CONFIG_DIR, REPO_ROOT
+from riskcockpit.settings import DEFAULT_CONFIG_DIR
 
 from backtest import START, write_public_file  # bench/backtest.py, beside this file
 
-SPARKOV = REPO_ROOT.parent / "shared" / "datasets" / "sparkov-2019.parquet"
+SPARKOV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sparkov-2019.parquet"
 SPARKOV_MAPPING = """columns:
   tx_id: trans_num
   ts: ts_ms

@@ -37,8 +37,8 @@ from kafka import KafkaProducer
 
 from fuzz import Tail
 from riskcockpit.broker import EmbeddedBroker, ensure_topics, free_port
-from streams import topics
-from streams.generator import SyntheticStream
+from riskcockpit.streams import topics
+from riskcockpit.streams.generator import SyntheticStream
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -32,9 +32,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rich.progress import Progress
 
 from riskcockpit.broker import EmbeddedBroker, ensure_topics, free_port
-from streams import topics
-from streams.contract import InvalidRecord, parse_transaction
-from streams.generator import SyntheticStream
+from riskcockpit.streams import topics
+from riskcockpit.streams.contract import InvalidRecord, parse_transaction
+from riskcockpit.streams.generator import SyntheticStream
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ("tx_id", "ts", "account_id", "amount", "merchant_id", "device_id", "counterparty_id", "channel", "country",

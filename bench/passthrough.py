@@ -9,7 +9,7 @@ import sys
 
 import faust
 
-from streams import faust_seek
+from riskcockpit.streams import faust_seek
 
 # Beside the worker's data in the bench's work folder, not in the current directory; Faust makes
 # only the last level of it.

@@ -24,8 +24,8 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from riskcockpit.broker import EmbeddedBroker, ensure_topics, free_port
-from streams import topics
-from streams.generator import SyntheticStream, pace
+from riskcockpit.streams import topics
+from riskcockpit.streams.generator import SyntheticStream, pace
 
 HERE = Path(__file__).resolve().parent
 

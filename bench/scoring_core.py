@@ -16,11 +16,11 @@ from itertools import islice
 
 import orjson
 
-from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from streams.contract import Transaction, parse_transaction
-from streams.generator import SyntheticStream
+from riskcockpit.streams.contract import Transaction, parse_transaction
+from riskcockpit.streams.generator import SyntheticStream
 
 
 def timed(label: str, fn, n: int) -> float:

@@ -25,9 +25,9 @@ from clickhouse_connect.driver.client import Client
 from dash import ALL, Input, Output, State, dcc, html
 from flask import abort, jsonify, make_response, request
 
-from dashboard.i18n import GRID_LOCALE, LANGUAGES, language, t, tier_name
+from riskcockpit.dashboard.i18n import GRID_LOCALE, LANGUAGES, language, t, tier_name
 from riskcockpit.settings import Settings
-from store import queries
+from riskcockpit.store import queries
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TIERS = (1, 2, 3)

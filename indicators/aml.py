@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, Signal, register
-from indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent
+from riskcockpit.indicators.base import DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent
 
 
 class PassThroughParams(Params):
@@ -22,7 +22,7 @@ class PassThrough(Indicator):
 
     Value: outflow (this debit plus earlier ones in the window) as a share of the inflow.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = PassThrough(min_sources=3), {}
     >>> for m, c in enumerate("abc"):
     ...     _ = ind.evaluate(state, tx_at(m, 1000, direction="credit", counterparty_id=c))

@@ -6,8 +6,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.support import Plain, add_event, in_window, new_signal, short_history, tally, too_few
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import Plain, add_event, in_window, new_signal, short_history, tally, too_few
 
 _SECOND = itemgetter(1)
 
@@ -26,7 +26,7 @@ class BalanceDrain(Indicator):
     (money the bank saw leave but never saw arrive was already in the account). Declined
     transactions move no money. Value: the debit as a share of the estimated balance.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = BalanceDrain(ratio=0.8, min_balance=1000), {}
     >>> _ = ind.evaluate(state, tx_at(0, 6000, direction="credit"))
     >>> _ = ind.evaluate(state, tx_at(1, 1000, direction="debit"))
@@ -84,7 +84,7 @@ class CrossBorderRatio(Indicator):
     that continues the pattern: one holiday purchase is nothing, a run of foreign payments
     with hardly anything at home is an account operated from abroad.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = CrossBorderRatio(min_history=3, min_tx=3), {}
     >>> for m in range(3):
     ...     _ = ind.evaluate(state, tx_at(m, country="CN"))
@@ -146,7 +146,7 @@ class CashIntensity(Indicator):
     both show as an account whose money mostly comes or goes over the counter or the ATM.
     Hits only on a cash transaction. Value: the cash share of the amount in the window.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = CashIntensity(min_cash=10_000), {}
     >>> _ = ind.evaluate(state, tx_at(0, 500, channel="card"))
     >>> [ind.evaluate(state, tx_at(m, 6000, channel="branch")).hit for m in (60, 120)]

@@ -6,8 +6,8 @@ from math import log, sqrt
 
 from pydantic import Field, model_validator
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent, short_history
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent, short_history
 
 
 class AmountZScoreParams(Params):
@@ -23,7 +23,7 @@ class AmountZScore(Indicator):
     Log scale because amounts are roughly log-normal: 10x a habit is as odd for a small
     spender as for a large one.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = AmountZScore(min_history=3), {}
     >>> [ind.evaluate(state, tx_at(m, a)).hit for m, a in enumerate([100, 110, 90, 105])]
     [False, False, False, False]
@@ -68,7 +68,7 @@ class LargeAmountParams(Params):
 class LargeAmount(Indicator):
     """Amount at or above a fixed limit (the bank's large-value reporting line).
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> LargeAmount(threshold=1000).evaluate({}, tx_at(0, 1500)).hit
     True
     """
@@ -110,7 +110,7 @@ class StructuringParams(Params):
 class Structuring(Indicator):
     """Several amounts just under a reporting threshold within a window (smurfing).
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = Structuring(threshold=10_000, count=3), {}
     >>> [ind.evaluate(state, tx_at(m * 60, a)).hit for m, a in enumerate([9500, 9800, 2000, 9900])]
     [False, False, False, True]

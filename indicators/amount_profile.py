@@ -6,8 +6,8 @@ from math import exp, log
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, Indicator, Params, Signal, register
-from indicators.support import Plain, new_signal, short_history
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import Plain, new_signal, short_history
 
 
 class AmountEwmaRatioParams(Params):
@@ -24,7 +24,7 @@ class AmountEwmaRatio(Indicator):
     who moved up to larger payments is judged on today's habit, and a plain ratio reads well
     in a case file ("12x the usual").
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = AmountEwmaRatio(min_history=2, alpha=0.5), {}
     >>> [ind.evaluate(state, tx_at(m, a)).value for m, a in enumerate([100, 300, 400, 4000])]
     [None, None, 2.0, 13.333]
@@ -70,7 +70,7 @@ class MaxMultiple(Indicator):
     Robust to spread where z-scores are not: an account that sometimes pays 5,000 is not
     alarmed by 4,000, however small its usual payment; 3x its all-time record is news.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = MaxMultiple(min_history=3), {}
     >>> [ind.evaluate(state, tx_at(m, a)).value for m, a in enumerate([50, 500, 80, 400, 1600])]
     [None, None, None, 0.8, 3.2]
@@ -118,7 +118,7 @@ class RoundAmount(Indicator):
     criminals, loan-back schemes, cash placed in the system and amounts chosen by a fraudster
     rather than by an invoice. Value: the amount in units of the granularity when round.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind = RoundAmount(granularity=1000, min_amount=5000)
     >>> [ind.evaluate({}, tx_at(0, a)).hit for a in (10_000, 10_000.5, 3_000, 5_000)]
     [True, False, False, True]
@@ -163,7 +163,7 @@ class CategoryAmountRatio(Indicator):
     books flights at 900: each category has its own usual level (a geometric mean, so one big
     bill does not move it far). The value is the multiple.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = CategoryAmountRatio(min_history=2), {}
     >>> [ind.evaluate(state, tx_at(m, a, mcc=c)).value for m, (a, c) in
     ...  enumerate([(40, "5411"), (40, "5411"), (900, "4511"), (400, "5411")])]

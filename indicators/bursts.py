@@ -6,8 +6,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.support import Plain, Signals, add_event, in_window, new_signal, short_history
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import Plain, Signals, add_event, in_window, new_signal, short_history
 
 _AMOUNT = itemgetter(1)
 
@@ -33,7 +33,7 @@ class AmountVelocityBaseline(Indicator):
     account's usual is one typical payment, not a fraction of one. A payroll account moving
     millions an hour is normal for it; a pensioner's account moving 20 payments' worth is not.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = AmountVelocityBaseline(window="1h", min_total=1000, min_history=3), {}
     >>> [ind.evaluate(state, tx_at(h * 600, 100)).value for h in range(4)]   # one 100 every 10 hours
     [None, None, None, 1.0]
@@ -105,7 +105,7 @@ class RapidSuccession(Indicator):
     weighted mean, capped at a day) must be ``usual_gap_factor`` times ``gap`` or more, and known
     from ``min_history`` transactions.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = RapidSuccession(gap="30s", count=3, min_history=3), {}
     >>> [ind.evaluate(state, tx_at(h * 60)).hit for h in range(4)]         # hourly habits
     [False, False, False, False]

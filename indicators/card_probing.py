@@ -6,8 +6,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.support import Plain, Signals, add_event, in_window
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import Plain, Signals, add_event, in_window
 
 _SECOND = itemgetter(1)
 
@@ -27,7 +27,7 @@ class DistinctMerchantsSmall(Indicator):
     metered parking app are one merchant; one euro at five unrelated web shops within
     minutes is a stolen card being checked where each shop's fraud screen sees one try.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = DistinctMerchantsSmall(merchants=3), {}
     >>> [ind.evaluate(state, tx_at(m, 1.0, merchant_id=x)).value for m, x in enumerate("aabc")]
     [1.0, 1.0, 2.0, 3.0]
@@ -80,7 +80,7 @@ class DeclinedThenApproved(Indicator):
     matters: the card details now work and will be used or sold, so it should be stopped
     rather than the declines that already failed.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = DeclinedThenApproved(declines=2), {}
     >>> [ind.evaluate(state, tx_at(m, status=s)).hit for m, s in enumerate(
     ...     ["approved", "declined", "declined", "approved", "approved"])]

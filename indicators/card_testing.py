@@ -6,8 +6,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, Signal, register
-from indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent, too_few
+from riskcockpit.indicators.base import DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, new_signal, push_event, recent, too_few
 
 _SECOND = itemgetter(1)
 
@@ -23,7 +23,7 @@ class SmallAmountBurstParams(Params):
 class SmallAmountBurst(Indicator):
     """A burst of small payments, value = how many distinct merchants they went to.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = SmallAmountBurst(count=3), {}
     >>> [ind.evaluate(state, tx_at(m, 1.5, merchant_id=f"M{m}")).hit for m in range(4)]
     [False, False, True, True]
@@ -73,7 +73,7 @@ class DeclineRatioParams(Params):
 class DeclineRatio(Indicator):
     """Share of declined transactions in the window, this one included.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = DeclineRatio(min_tx=4, ratio=0.5), {}
     >>> [ind.evaluate(state, tx_at(m, status=s)).hit for m, s in enumerate(
     ...     ["approved", "declined", "declined", "declined"])]

@@ -7,9 +7,9 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.novelty import Novelty
-from indicators.support import Plain, Signals, add_event, in_window, new_signal
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.novelty import Novelty
+from riskcockpit.indicators.support import Plain, Signals, add_event, in_window, new_signal
 
 _SECOND = itemgetter(1)
 
@@ -62,7 +62,7 @@ class Fan(Indicator):
 class FanIn(Fan):
     """Credits from many distinct payers within the window: a collection account.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = FanIn(window="1h", count=3, min_amount=1000), {}
     >>> [ind.evaluate(state, tx_at(m, 2000, direction="credit", counterparty_id=c)).value for m, c in enumerate("aabc")]
     [1.0, 1.0, 2.0, 3.0]
@@ -86,7 +86,7 @@ class FanOutParams(FanParams):
 class FanOut(Fan):
     """Debits to many distinct payees within the window: dispersal of funds.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = FanOut(count=3, min_amount=0), {}
     >>> [ind.evaluate(state, tx_at(m, direction="debit", counterparty_id=c)).hit for m, c in enumerate("abac")]
     [False, False, False, True]
@@ -120,7 +120,7 @@ class HighRiskMccParams(Params):
 class HighRiskMcc(Indicator):
     """A payment at a merchant category commonly used to cash out or launder.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind = HighRiskMcc()
     >>> [ind.evaluate({}, tx_at(0, mcc=m)).hit for m in ("5411", "7995", "6051")]
     [False, True, True]
@@ -152,7 +152,7 @@ class HighRiskMcc(Indicator):
 class NewMerchant(Novelty):
     """A merchant the account has not paid before (the novelty mechanism on ``merchant_id``).
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = NewMerchant(min_history=2, fresh=0), {}
     >>> [ind.evaluate(state, tx_at(m, merchant_id=x)).hit for m, x in enumerate("aabac")]
     [False, False, True, False, True]

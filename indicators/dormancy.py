@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.support import Plain, new_signal
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import Plain, new_signal
 DAY_MS = 86_400_000
 
 
@@ -23,7 +23,7 @@ class DormantReactivation(Indicator):
     Bought or taken-over dormant accounts are emptied or used as mules within hours of
     waking up, so the transactions shortly after the first one hit too.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = DormantReactivation(idle="90d", fresh="1h"), {}
     >>> ind.evaluate(state, tx_at(0)).value is None
     True
@@ -91,7 +91,7 @@ class FirstActivityLarge(Indicator):
     entity's very first transaction: having no history is the point. Note that on a cold
     start (empty state) every account is new; warm the state from history first.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = FirstActivityLarge(first=2, amount=1000), {}
     >>> [ind.evaluate(state, tx_at(m, a, direction="debit")).hit for m, a in enumerate([5000, 100, 5000])]
     [True, False, False]

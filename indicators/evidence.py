@@ -23,7 +23,7 @@ set of values on every run, which moved the rarest ranks and with them many aler
 Until ``warmup`` transactions have been seen there is no reference yet, and a hit counts at
 its full weight, as a threshold would.
 
->>> from indicators.base import Signal
+>>> from riskcockpit.indicators.base import Signal
 >>> rarity = Rarity(EvidenceParams(window=100, learn_every=1, warmup=10))
 >>> for v in range(100):
 ...     _ = rarity.surprisal([Signal("z", float(v % 10), False, "")], f"t{v}")
@@ -42,7 +42,7 @@ from hashlib import blake2b
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from indicators.base import REGISTRY, Signal
+from riskcockpit.indicators.base import REGISTRY, Signal
 
 
 class EvidenceParams(BaseModel):

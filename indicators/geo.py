@@ -11,9 +11,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.novelty import Novelty, NoveltyParams
-from indicators.support import Plain, new_signal, short_history, tally
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.novelty import Novelty, NoveltyParams
+from riskcockpit.indicators.support import Plain, new_signal, short_history, tally
 
 EARTH_RADIUS_KM = 6371.0
 _TIME = itemgetter(0)
@@ -46,7 +46,7 @@ class ImpossibleTravel(Indicator):
 
     Value: km/h (distance over the time gap, the gap floored at ``min_gap``).
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = ImpossibleTravel(), {}
     >>> ind.evaluate(state, tx_at(0, lat=31.23, lon=121.47)).value is None   # Shanghai
     True
@@ -115,7 +115,7 @@ class GeoDistanceFromHome(Indicator):
     drag the centroid hundreds of km and the owner's next payments would hit. A real move
     is recognised by time: after ``relocate_after`` with every point far, home restarts.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = GeoDistanceFromHome(min_history=2), {}
     >>> [ind.evaluate(state, tx_at(m, lat=31.2, lon=121.5)).value for m in range(3)]
     [None, None, 0.0]
@@ -208,7 +208,7 @@ class HighRiskCountryParams(Params):
 class HighRiskCountry(Indicator):
     """A transaction booked in a jurisdiction on the bank's high-risk list.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind = HighRiskCountry()
     >>> [ind.evaluate({}, tx_at(0, country=c)).hit for c in ("CN", "IR", "MM")]
     [False, True, True]
@@ -247,7 +247,7 @@ class UnusualChannelParams(Params):
 class UnusualChannel(Indicator):
     """A channel the entity rarely or never uses (a branch-only customer suddenly on mobile).
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = UnusualChannel(min_history=5, share=0.1), {}
     >>> [ind.evaluate(state, tx_at(m, channel="branch")).hit for m in range(6)]
     [False, False, False, False, False, False]
@@ -315,7 +315,7 @@ class NewIpPrefix(Novelty):
     Networks, not addresses: a home router's address changes daily, its provider's block
     does not, while a fraudster's proxy or foreign mobile network is a different block.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = NewIpPrefix(min_history=2, fresh=0), {}
     >>> [ind.evaluate(state, tx_at(m, ip=ip)).hit for m, ip in enumerate(
     ...     ["36.1.2.3", "36.1.2.99", "36.1.2.4", "185.7.7.7"])]

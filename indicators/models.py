@@ -8,9 +8,9 @@ the partition on a rebalance and are checkpointed with it.
   expects) and ``OneClassSVM`` (standardised features). Raw scores of different detectors mean
   different things, so each is calibrated online to a percentile among its own recent scores;
   the ensemble's value is the mean percentile. Detectors learn one transaction in
-  ``learn_every``, chosen by tx_id (:func:`indicators.evidence.one_in`): learning costs 5–10x
+  ``learn_every``, chosen by tx_id (:func:`riskcockpit.indicators.evidence.one_in`): learning costs 5–10x
   scoring, and the distribution of normal traffic does not need every event to be learned.
-- Rarity (:mod:`indicators.evidence`): each indicator's recent values, to grade its evidence.
+- Rarity (:mod:`riskcockpit.indicators.evidence`): each indicator's recent values, to grade its evidence.
 - Supervised: River ``LogisticRegression`` over crossed one-hot bins of the stored features
   (:func:`crossed`): each feature's bin, the amount, the local hour and the merchant category
   and their crosses, so a linear learner learns thresholds ("above X at this kind of
@@ -32,6 +32,7 @@ again, and its models must already hold it, or the same transaction could be ans
 from __future__ import annotations
 
 import bisect
+import io
 import math
 import pickle
 import zlib
@@ -41,9 +42,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from river import anomaly, compose, linear_model, optim, preprocessing
 
-from indicators.base import NO_HIT, Signal
-from indicators.evidence import EvidenceParams, Rarity, Tail, one_in
-from streams.contract import Transaction
+from riskcockpit.indicators.base import NO_HIT, Signal
+from riskcockpit.indicators.evidence import EvidenceParams, Rarity, Tail, one_in
+from riskcockpit.streams.contract import Transaction
 
 CHECKPOINT_FORMAT = 3
 
@@ -235,10 +236,22 @@ class Percentile(Tail):
         return rank
 
 
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Reads checkpoints written before the code became one package, whose pickles name our
+    classes by their old top-level modules (``indicators.evidence.Tail``)."""
+
+    FORMER_TOP_LEVEL = frozenset({"indicators", "streams", "store", "alerting", "dashboard"})
+
+    def find_class(self, module: str, name: str):
+        if module.partition(".")[0] in self.FORMER_TOP_LEVEL:
+            module = f"riskcockpit.{module}"
+        return super().find_class(module, name)
+
 class ModelSet:
     """The models of one partition.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> models = ModelSet(ModelParams(anomaly=AnomalyParams(warmup=50, calibration=100)))
     >>> for m in range(200):
     ...     x = features(tx_at(m, 100 + m % 7), [], 8)
@@ -371,7 +384,7 @@ class ModelSet:
 
     @classmethod
     def loads(cls, blob: bytes, params: ModelParams) -> ModelSet:
-        state = pickle.loads(zlib.decompress(blob))
+        state = _CheckpointUnpickler(io.BytesIO(zlib.decompress(blob))).load()
         if state[0] != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state[0]}, expected {CHECKPOINT_FORMAT}")
         _, detectors, calibrators, classifier, labels, seen, rarity, scores, stacker = state

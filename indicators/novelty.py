@@ -13,8 +13,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, Signal, register
-from indicators.support import Plain, new_signal
+from riskcockpit.indicators.base import DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import Plain, new_signal
 
 
 class NoveltyParams(Params):
@@ -71,7 +71,7 @@ class Novelty(Indicator):
 class NewCounterparty(Novelty):
     """A counterparty the account has not paid or been paid by before.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = NewCounterparty(min_history=2, fresh=0), {}
     >>> [ind.evaluate(state, tx_at(m, counterparty_id=c)).hit for m, c in enumerate("aabac")]
     [False, False, True, False, True]
@@ -90,7 +90,7 @@ class NewCounterparty(Novelty):
 class NewDevice(Novelty):
     """A device the account has not used before.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = NewDevice(min_history=1, fresh="30m"), {}
     >>> [ind.evaluate(state, tx_at(m, device_id=d)).hit for m, d in enumerate("aabb")]
     [False, False, True, True]
@@ -110,7 +110,7 @@ class NewDevice(Novelty):
 class NewCountry(Novelty):
     """A country the account has not transacted from before.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = NewCountry(min_history=2), {}
     >>> [ind.evaluate(state, tx_at(m, country=c)).hit for m, c in enumerate(["CN", "CN", "CN", "RU"])]
     [False, False, False, True]

@@ -3,7 +3,7 @@
 Plain Python with no Kafka in it, so the Faust worker and offline tools run the same code.
 
 - **Label-free**: each indicator adds points by how rare its value is on recent traffic
-  (:mod:`indicators.evidence`), up to its configured weight; the anomaly ensemble adds points
+  (:mod:`riskcockpit.indicators.evidence`), up to its configured weight; the anomaly ensemble adds points
   above its hit percentile. Points combine like independent evidence,
   ``100 · (1 − Π(1 − pᵢ/100))``, so the score never passes 100.
 - **Supervised**: once the partition's model has learned enough confirmed frauds, its
@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-import indicators  # noqa: F401  (registers the library)
-from indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
-from indicators.evidence import Tail
-from indicators.models import TX_FEATURES, ModelParams, ModelSet, features
+import riskcockpit.indicators  # noqa: F401  (registers the library)
+from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
+from riskcockpit.indicators.evidence import Tail
+from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, features
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
-from streams.contract import Transaction
+from riskcockpit.streams.contract import Transaction
 
 SCORING_FILE = "indicators.yaml"
 TIER_NAMES = {0: "none", 1: "watch", 2: "review", 3: "critical"}
@@ -108,7 +108,7 @@ class Rule(BaseModel):
         if (self.field is None) == (self.indicator is None):
             raise ValueError("give either field + values, or indicator")
         if self.field is not None:
-            from streams.contract import Transaction as _T
+            from riskcockpit.streams.contract import Transaction as _T
 
             if self.field not in _T.model_fields or self.field == "attributes":
                 raise ValueError(f"field {self.field!r} is not a transaction field")
@@ -386,7 +386,7 @@ class Scorer:
 
     def _evidence(self, models: ModelSet, signals: list[Signal], key: str) -> list[tuple[Signal, float, float | None]]:
         """(signal, points, surprisal) of each indicator that adds points: graded by the rarity
-        of its value (:mod:`indicators.evidence`); before the partition's reference is warm, a
+        of its value (:mod:`riskcockpit.indicators.evidence`); before the partition's reference is warm, a
         hit at its full weight and no surprisal."""
         ranked = models.rarity.surprisal(signals, key)
         weights = self.weights

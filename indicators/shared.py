@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import DurationMs, Indicator, Params, register
-from indicators.support import add_event
+from riskcockpit.indicators.base import DurationMs, Indicator, Params, register
+from riskcockpit.indicators.support import add_event
 
 DAY_MS = 86_400_000
 
@@ -34,7 +34,7 @@ class MerchantCompromise(Indicator):
     its confirmed frauds in the window reach ``min_frauds`` and ``min_share`` of its
     transactions: a skimmed terminal, or a merchant that helps cash out stolen cards.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = MerchantCompromise(min_frauds=2, min_share=0.1), {}
     >>> sales = [tx_at(m, merchant_id="M7", tx_id=f"s{m}") for m in range(10)]
     >>> [ind.evaluate(state, tx).value for tx in sales[:3]]
@@ -127,7 +127,7 @@ class DeviceShared(Indicator):
     People rarely share phones across bank accounts; a fraudster working through a list of
     taken-over accounts, or a mule herder operating recruits' accounts, does.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = DeviceShared(window="24h", accounts=3), {}
     >>> [ind.evaluate(state, tx_at(m, device_id="D9", account_id=a)).value for m, a in enumerate("AABC")]
     [1.0, 1.0, 2.0, 3.0]
@@ -167,7 +167,7 @@ class CounterpartyFanIn(Indicator):
     counterparty's own view does. Scam victims and taken-over accounts paying one collection
     account look like this.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = CounterpartyFanIn(window="24h", accounts=3, min_amount=500), {}
     >>> pay = lambda m, a, amount=800: tx_at(m, amount, direction="debit", counterparty_id="C1", account_id=a)
     >>> [ind.evaluate(state, pay(m, a)).value for m, a in enumerate("AB")]

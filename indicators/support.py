@@ -35,7 +35,7 @@ from bisect import bisect_right, insort
 from itertools import pairwise
 from operator import itemgetter
 
-from indicators.base import Signal, new_signal  # noqa: F401  (re-exported for the family modules)
+from riskcockpit.indicators.base import Signal, new_signal  # noqa: F401  (re-exported for the family modules)
 
 _TIME = itemgetter(0)
 
@@ -71,7 +71,7 @@ def too_few(name: str, minimum: int) -> Signals:
 class Plain:
     """The fields of frozen params as plain attributes (see the module docstring).
 
-    >>> from indicators.base import Params
+    >>> from riskcockpit.indicators.base import Params
     >>> Plain(type("P", (Params,), {"__annotations__": {"cap": int}, "cap": 5})()).cap
     5
     """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indicators.base import Indicator, Params, register
-from indicators.support import Plain, new_signal, short_history
+from riskcockpit.indicators.base import Indicator, Params, register
+from riskcockpit.indicators.support import Plain, new_signal, short_history
 
 
 class UnusualHourParams(Params):
@@ -19,7 +19,7 @@ class UnusualHourParams(Params):
 class UnusualHour(Indicator):
     """An hour of day (local time) the account rarely uses, from a 24-bin profile.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = UnusualHour(utc_offset_hours=0, min_history=10), {}
     >>> for d in range(12):
     ...     _ = ind.evaluate(state, tx_at(d * 1440 + 600))   # every day at 10:00

@@ -6,8 +6,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
-from indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent
+from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent
 
 _AMOUNT = itemgetter(1)
 
@@ -28,7 +28,7 @@ class CountVelocity(Indicator):
     a business account paying every minute is not flagged for what is normal to it, while a
     quiet account's sudden burst is.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = CountVelocity(window="10m", limit=3), {}
     >>> [ind.evaluate(state, tx_at(m)).value for m in (0, 1, 2, 3, 30)]
     [1.0, 2.0, 3.0, 4.0, 1.0]
@@ -92,7 +92,7 @@ class AmountVelocityParams(Params):
 class AmountVelocity(Indicator):
     """Total amount moved in the window, this transaction included, against a limit.
 
-    >>> from indicators.base import tx_at
+    >>> from riskcockpit.indicators.base import tx_at
     >>> ind, state = AmountVelocity(window="1h", limit=1000), {}
     >>> [ind.evaluate(state, tx_at(m, 400)).hit for m in (0, 10, 20)]
     [False, False, True]

@@ -17,8 +17,8 @@ from typing import Any
 import requests
 
 from riskcockpit.settings import Settings
-from store import queries
-from store.client import StoreLocked, StoreUnavailable, connect, describe
+from riskcockpit.store import queries
+from riskcockpit.store.client import StoreLocked, StoreUnavailable, connect, describe
 
 
 class Unreachable(RuntimeError):
@@ -33,7 +33,7 @@ def fetch(settings: Settings, kind: str, since: datetime | None, until: datetime
         return _through_cockpit(settings, kind, since, until, tier, account, limit)
     except StoreUnavailable as exc:
         raise Unreachable(str(exc)) from exc
-    from store.migrate import migrate
+    from riskcockpit.store.migrate import migrate
 
     migrate(client, settings.store.database)
     return queries.history(client, settings.store.database, kind, since, until, tier, account, limit)
@@ -62,7 +62,7 @@ VERIFIABLE = ("alerts", "scores")
 def stored_configs(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
     """The ``configs`` audit rows as scoring configs by hash, and why any cannot be used (it no
     longer validates against this version's indicators, or its content hashes otherwise)."""
-    from indicators.scoring import ScoringConfig
+    from riskcockpit.indicators.scoring import ScoringConfig
 
     usable, unusable = {}, {}
     for row in rows:
@@ -82,7 +82,7 @@ def verify(rows: list[dict[str, Any]], configs: dict[str, Any], unusable: dict[s
     """Recompute each decision from its stored reasons with the config it names (``configs``:
     ``ScoringConfig`` by hash), as an auditor would: sets ``recomputed`` on each row to ``ok``,
     ``differs: …`` or why its config is not at hand, and returns how many of each."""
-    from indicators.scoring import recompute
+    from riskcockpit.indicators.scoring import recompute
 
     tally: Counter = Counter()
     for row in rows:

@@ -24,12 +24,12 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from indicators.scoring import Scorer
+from riskcockpit.indicators.scoring import Scorer
 from riskcockpit.backtest import BacktestError, Loaded, feed_plan
 from riskcockpit.broker import client_configs
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
 from riskcockpit.settings import Settings
-from streams.topics import owning_partition
+from riskcockpit.streams.topics import owning_partition
 
 
 class BackfillRefused(RuntimeError):
@@ -51,7 +51,7 @@ def build_state(loaded: Loaded, scorer: Scorer, partitions: int, delay: int, pro
 
 def _worker_tables(settings: Settings):
     """The worker's tables as it declares them (names, changelog topics, codecs), without running it."""
-    from streams.worker import create_app, ensure_worker_topics
+    from riskcockpit.streams.worker import create_app, ensure_worker_topics
 
     app = create_app(settings)
     ensure_worker_topics(settings, app)

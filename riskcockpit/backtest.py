@@ -1,8 +1,8 @@
 """Backtest: score a file of historical transactions with the worker's own scoring core.
 
 The file (CSV, Parquet or JSON lines) is mapped to the transaction contract by a small YAML
-mapping, every row is validated by :class:`streams.contract.Transaction` exactly as the worker
-validates a Kafka record, and the valid ones are scored by :class:`indicators.scoring.Scorer`
+mapping, every row is validated by :class:`riskcockpit.streams.contract.Transaction` exactly as the worker
+validates a Kafka record, and the valid ones are scored by :class:`riskcockpit.indicators.scoring.Scorer`
 in event-time order with per-account state dicts kept in memory, staged and partitioned as
 the worker is (:mod:`riskcockpit.backtest_stages`). There is no second
 implementation of anything: what the backtest says is what the worker would have said.
@@ -68,11 +68,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from indicators.base import parse_duration_ms
-from indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.indicators.base import parse_duration_ms
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
 from riskcockpit.settings import ConfigError, describe_errors, read_yaml
-from streams.contract import Transaction, _reason
+from riskcockpit.streams.contract import Transaction, _reason
 
 REQUIRED = ("tx_id", "ts", "account_id", "amount")
 FIELDS = tuple(Transaction.model_fields)

@@ -7,7 +7,7 @@ the account id), where that partition's own models score it. Offline, the same i
 1. :func:`entity_pass`: the entity stages, over the whole file in event-time order, in this
    process. Each label reaches them (``Scorer.learn_label``) at its delivery time ``due[i]``.
 2. :func:`account_pass`: the account stage, each partition's transactions in event-time order
-   with that partition's :class:`indicators.models.ModelSet`, which learns each label
+   with that partition's :class:`riskcockpit.indicators.models.ModelSet`, which learns each label
    (``Scorer.feedback``) at its delivery time. Partitions share nothing, so they
    are spread over forked processes and the answer depends on ``partitions``, never on
    ``processes``: a backtest reproduces a worker over a topic of that many partitions.
@@ -32,10 +32,10 @@ from typing import Any
 
 import orjson
 
-from indicators.base import ENTITY_FIELDS, Signal
-from indicators.scoring import Scorer
-from streams.contract import Transaction
-from streams.topics import owning_partition
+from riskcockpit.indicators.base import ENTITY_FIELDS, Signal
+from riskcockpit.indicators.scoring import Scorer
+from riskcockpit.streams.contract import Transaction
+from riskcockpit.streams.topics import owning_partition
 
 # (transaction, label or None); a label is None also on a repeated tx_id: it is fed back once.
 Item = tuple[Transaction, bool | None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -17,14 +18,31 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from riskcockpit.settings import REPO_ROOT
-
-# The jars' folder: the checkout's broker/, or where an image put them (docker/Dockerfile).
-BROKER_DIR = Path(os.environ.get("RISKCOCKPIT_BROKER_DIR") or REPO_ROOT / "broker")
-LIB_DIR = BROKER_DIR / "lib"
+# The pom and Kafka's logging config ship with the package (the checkout's broker/), or an image
+# put them, with their jars, where RISKCOCKPIT_BROKER_DIR says (docker/Dockerfile).
+_SHIPPED = Path(str(resources.files("riskcockpit.kafka_release")))
+BROKER_DIR = Path(os.environ.get("RISKCOCKPIT_BROKER_DIR") or _SHIPPED)
 POM = BROKER_DIR / "pom.xml"
+
+
+def _lib_dir() -> Path:
+    """Where the jars go: beside the pom in a checkout or an image, else the user's cache, so an
+    installed wheel never writes into site-packages (nor leaves jars behind there on uninstall)."""
+    if os.environ.get("RISKCOCKPIT_BROKER_DIR") or (BROKER_DIR.parent / "pyproject.toml").exists():
+        return BROKER_DIR / "lib"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "riskcockpit" / f"kafka-{_kafka_version()}"
+
+
+def _kafka_version() -> str:
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    return found.group(1) if found else "unknown"
+
+
+LIB_DIR = _lib_dir()
 
 
 def new_cluster_id() -> str:
@@ -61,11 +79,11 @@ def client_configs() -> dict:
 
 
 def ensure_jars(quiet: bool = True) -> Path:
-    """Fetch the Kafka jars with Maven once; later calls find them in ``broker/lib``."""
+    """Fetch the Kafka jars with Maven once, into :data:`LIB_DIR`; later calls find them there."""
     marker = LIB_DIR / ".fetched"
     if marker.exists() and marker.stat().st_mtime >= POM.stat().st_mtime:
         return LIB_DIR
-    cmd = ["mvn", "-B", "-f", str(POM), "dependency:copy-dependencies"] + (["-q"] if quiet else [])
+    cmd = ["mvn", "-B", "-f", str(POM), f"-Dlib.dir={LIB_DIR}", "dependency:copy-dependencies"] + (["-q"] if quiet else [])
     try:
         subprocess.run(cmd, check=True)
     except FileNotFoundError:
@@ -95,7 +113,7 @@ def grants(app_id: str = "riskcockpit") -> dict[str, dict[str, tuple[str, ...]]]
     owns, read those it consumes, use its consumer groups; ``prefixed``: every operation on the
     topics whose names start so (the worker's changelogs). Nothing else; the operator is a
     super user (topics, ACLs, ``riskcockpit labels``, ``silence``, ``backfill``)."""
-    from streams import topics as t
+    from riskcockpit.streams import topics as t
 
     sink = {"read": t.SINK_TOPICS, "groups": ("riskcockpit-sink",)}
     return {
@@ -336,7 +354,7 @@ class EmbeddedBroker:
         from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
                                  ResourceType)
 
-        from streams import topics as t
+        from riskcockpit.streams import topics as t
 
         admin_env = self.admin_configs()
         ensure_topics(self.bootstrap, self.partitions, tuple(dict.fromkeys(

@@ -1,6 +1,6 @@
 """The indicator catalog: what each registered indicator looks for, its parameters and its state.
 
-Everything comes from the registry (``indicators.base.REGISTRY``): class attributes, the pydantic
+Everything comes from the registry (``riskcockpit.indicators.base.REGISTRY``): class attributes, the pydantic
 params model (defaults, bounds, field descriptions) and the docstring (description, example).
 ``docs/indicators.md`` is generated from it::
 
@@ -30,8 +30,8 @@ from pydantic import BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-import indicators  # noqa: F401  (registers the library)
-from indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, parse_duration_ms, tx_at
+import riskcockpit.indicators  # noqa: F401  (registers the library)
+from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, parse_duration_ms, tx_at
 
 CONTRACT_REQUIRED = ("tx_id", "ts", "account_id", "amount")
 REGENERATE = "python -m riskcockpit.catalog > docs/indicators.md"
@@ -290,7 +290,7 @@ def render_markdown() -> str:
 
 def _models_section() -> list[str]:
     """The scoring config's model settings (``models:`` in indicators.yaml), if it has any."""
-    from indicators.scoring import ScoringConfig
+    from riskcockpit.indicators.scoring import ScoringConfig
 
     for key, info in ScoringConfig.model_fields.items():
         model = info.annotation

@@ -39,7 +39,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config-dir", envvar="RISKCOCKPIT_CONFIG_DIR", type=click.Path(file_okay=False),
-              help="folder with riskcockpit.yaml and indicators.yaml (default: the repository's config/)")
+              help="folder with riskcockpit.yaml and indicators.yaml (default: the shipped config/)")
 @click.option("--kafka", "kafka_bootstrap", help="bootstrap servers of an existing Kafka (else the embedded broker)")
 @click.option("--clickhouse-url", help="http://user:pass@host:8123/db of a ClickHouse server (else embedded chdb)")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="broker data and embedded store")
@@ -132,7 +132,7 @@ def kafka_status(obj):
 @click.pass_obj
 def worker(obj: Context, loglevel):
     """Run a Faust worker: validate, score and publish transactions."""
-    from streams.worker import run as run_worker
+    from riskcockpit.streams.worker import run as run_worker
 
     run_worker(obj.settings(), loglevel)
 
@@ -141,8 +141,8 @@ def worker(obj: Context, loglevel):
 @click.pass_obj
 def sink(obj: Context):
     """Copy the result topics into ClickHouse (own process: server store only)."""
-    from store.client import StoreUnavailable, connect
-    from streams.sink import Sink
+    from riskcockpit.store.client import StoreUnavailable, connect
+    from riskcockpit.streams.sink import Sink
 
     settings = obj.settings()
     try:
@@ -169,11 +169,11 @@ def _stop_on_sigterm(stop) -> None:
 @click.pass_obj
 def cockpit(obj: Context, host, port):
     """Serve the cockpit; with the embedded store it also runs the sink (chdb admits one process)."""
-    from dashboard.app import create_app
-    from store.client import StoreUnavailable, connect
-    from store.migrate import migrate
-    from streams.actions import ActionPublisher
-    from streams.sink import Sink
+    from riskcockpit.dashboard.app import create_app
+    from riskcockpit.store.client import StoreUnavailable, connect
+    from riskcockpit.store.migrate import migrate
+    from riskcockpit.streams.actions import ActionPublisher
+    from riskcockpit.streams.sink import Sink
 
     settings = obj.settings(**{"cockpit.host": host, "cockpit.port": port})
     try:
@@ -218,7 +218,7 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
     import itertools
     import json
 
-    from streams.generator import SyntheticStream, pace
+    from riskcockpit.streams.generator import SyntheticStream, pace
 
     settings = obj.settings(**{"generator.rate": rate, "generator.seed": seed, "generator.accounts": accounts,
                                "generator.fraud_share": fraud_share})
@@ -233,7 +233,7 @@ def generate(obj: Context, rate, duration, count, seed, accounts, fraud_share, s
         for record in stream:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return
-    from streams.producer import produce
+    from riskcockpit.streams.producer import produce
 
     _stop_on_sigterm(lambda: None)
     try:
@@ -297,7 +297,7 @@ def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, c
         raise SystemExit(1)
 
 
-from alerting.cli import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)
+from riskcockpit.alerting.cli import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)
 from riskcockpit.cmd_offline import backfill, backtest, indicators_group, labels, replay  # noqa: E402
 
 for command in (backtest, backfill, replay, labels, indicators_group, notifier, alerting, silence, webhook):

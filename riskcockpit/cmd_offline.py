@@ -37,7 +37,7 @@ def _settings(obj):
 
 def scoring_config(obj, config_file: str | None):
     """``config_file`` if given, else the config folder's ``indicators.yaml``; errors name the file."""
-    from indicators.scoring import load_scoring_config
+    from riskcockpit.indicators.scoring import load_scoring_config
     from riskcockpit.backtest import BacktestError, load_config_file
 
     try:
@@ -97,7 +97,7 @@ def _label_options(command):
 
 
 def _delay_ms(feedback_delay: str) -> int:
-    from indicators.base import parse_duration_ms
+    from riskcockpit.indicators.base import parse_duration_ms
 
     try:
         delay = parse_duration_ms(feedback_delay)
@@ -309,7 +309,7 @@ def indicators_group():
 
 
 def _active(obj) -> dict:
-    from indicators.scoring import load_scoring_config
+    from riskcockpit.indicators.scoring import load_scoring_config
 
     try:
         return dict(load_scoring_config(_settings(obj).config_dir).indicators)
@@ -319,7 +319,7 @@ def _active(obj) -> dict:
 
 def _regimes(obj) -> str:
     """How an indicator's value reaches the score under the active config, regime by regime."""
-    from indicators.scoring import load_scoring_config
+    from riskcockpit.indicators.scoring import load_scoring_config
 
     models = load_scoring_config(_settings(obj).config_dir).models
     ev, sup = models.evidence, models.supervised
@@ -363,7 +363,7 @@ def indicators_list(obj, as_json):
 @click.pass_obj
 def indicators_show(obj, name):
     """One indicator: typology, parameters with defaults, state kept, fields required, example."""
-    from indicators.base import REGISTRY
+    from riskcockpit.indicators.base import REGISTRY
     from riskcockpit.catalog import STRESS, describe, fields_required
 
     if name not in REGISTRY:

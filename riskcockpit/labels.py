@@ -2,7 +2,7 @@
 
 ``riskcockpit labels FILE --mapping MAP.yaml`` publishes each verdict to ``risk.dispositions``,
 keyed by account, so it reaches the worker that scored the transaction; there it teaches the
-partition's models from the worker's own record of the decision (:mod:`streams.decisions`).
+partition's models from the worker's own record of the decision (:mod:`riskcockpit.streams.decisions`).
 The backtest's ``--label-file`` reads the same file with the same code (:func:`load_labels`)
 and feeds each verdict back when it became known.
 
@@ -167,7 +167,7 @@ def publish(labels: list[Label], bootstrap: str, file: Path, progress: Callable[
 
     from riskcockpit.broker import client_configs
 
-    from streams import topics
+    from riskcockpit.streams import topics
 
     source = f"labels:{getpass.getuser()}:{file.name}"  # who ran it, from the OS, never from the file
     at = datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -18,8 +19,9 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_DIR = REPO_ROOT / "config"
+# The configuration that ships with the package: the checkout's config/, or its copy in an
+# installed wheel, wherever the command runs from.
+DEFAULT_CONFIG_DIR = Path(str(resources.files("riskcockpit.config")))
 SETTINGS_FILE = "riskcockpit.yaml"
 ENV_PREFIX = "RISKCOCKPIT_"
 # Short names kept because they are what an operator types first; each maps to one nested field.

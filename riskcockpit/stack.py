@@ -18,7 +18,7 @@ from rich.console import Console
 
 from riskcockpit.broker import EmbeddedBroker, ensure_topics, port_open
 from riskcockpit.settings import Settings
-from streams import topics
+from riskcockpit.streams import topics
 
 console = Console(stderr=True)
 

@@ -17,7 +17,7 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 def available() -> list[tuple[int, str, str]]:
     found = []
-    for item in resources.files("store").joinpath("migrations").iterdir():
+    for item in resources.files("riskcockpit.store").joinpath("migrations").iterdir():
         match = _NAME.match(item.name)
         if match:
             found.append((int(match[1]), match[2], item.read_text(encoding="utf-8")))

@@ -9,7 +9,7 @@ from kafka import KafkaProducer
 
 from riskcockpit.broker import client_configs
 
-from streams import topics
+from riskcockpit.streams import topics
 
 
 class ActionPublisher:
@@ -18,7 +18,7 @@ class ActionPublisher:
     A disposition (confirmed fraud / false positive) also goes to ``risk.dispositions``, keyed
     by account so it reaches the worker that owns the account. It names the decision and the
     verdict only: the worker teaches its models from its own record of what the decision saw
-    (:mod:`streams.decisions`), never from what a disposition says it saw.
+    (:mod:`riskcockpit.streams.decisions`), never from what a disposition says it saw.
     """
 
     REQUIRED = ("action_id", "alert_id", "action", "actor", "at")

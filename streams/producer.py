@@ -9,7 +9,7 @@ from kafka import KafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from riskcockpit.broker import client_configs
-from streams import topics
+from riskcockpit.streams import topics
 
 
 def producer(bootstrap: str) -> KafkaProducer:

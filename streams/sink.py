@@ -23,9 +23,9 @@ from kafka import KafkaConsumer
 
 from riskcockpit.broker import client_configs, ensure_topics, subscribe
 from riskcockpit.settings import Settings
-from store.migrate import migrate
-from streams import topics
-from streams.contract import decision_id
+from riskcockpit.store.migrate import migrate
+from riskcockpit.streams import topics
+from riskcockpit.streams.contract import decision_id
 
 log = logging.getLogger("riskcockpit.sink")
 

@@ -3,7 +3,7 @@
 Read top to bottom, this is the pipeline of one transaction:
 
 1. ``transactions`` (or ``transactions.repartition``) delivers raw bytes.
-2. :func:`streams.contract.parse_transaction` validates them; a bad record goes to
+2. :func:`riskcockpit.streams.contract.parse_transaction` validates them; a bad record goes to
    ``transactions.dlq`` byte-for-byte, with the reason and its source offset in headers.
 3. A record on the wrong partition for its account (no key, another key, or a producer
    whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
@@ -17,13 +17,13 @@ Read top to bottom, this is the pipeline of one transaction:
    whose agent in the owning worker scores it and passes it on with the signals so far in a
    header, to the next entity stage, then back to ``transactions.repartition`` keyed by
    account. A record without the entity's field skips that stage ("not applicable").
-   The scoring core (:class:`indicators.scoring.Scorer`) then decides from every signal, with
+   The scoring core (:class:`riskcockpit.indicators.scoring.Scorer`) then decides from every signal, with
    the models of the account's partition.
 6. The record goes to ``risk.scores``; if it has a tier, to ``risk.alerts`` as well.
 
 Analysts' dispositions and bulk labels arrive on ``risk.dispositions``, keyed by account like
 the transactions, so they reach the worker that owns the account's partition. There the
-partition's record of its decisions (:mod:`streams.decisions`) says what the decision saw: its
+partition's record of its decisions (:mod:`riskcockpit.streams.decisions`) says what the decision saw: its
 features teach the partition's supervised model, its transaction the entity stages (merchant
 compromise learns from confirmed fraud). A disposition says only which decision and which
 verdict; nothing it claims the decision saw is believed. Each partition's models are
@@ -66,14 +66,14 @@ import orjson
 from faust.serializers import codecs
 from faust.types import TP
 
-from indicators.base import ENTITY_FIELDS, Signal
-from indicators.models import ModelSet
-from indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
+from riskcockpit.indicators.base import ENTITY_FIELDS, Signal
+from riskcockpit.indicators.models import ModelSet
+from riskcockpit.indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
 from riskcockpit.runtime import tune_gc
 from riskcockpit.settings import Settings
-from streams import faust_seek, topics
-from streams.contract import InvalidRecord, decision_id, parse_transaction
-from streams.decisions import DecisionLog
+from riskcockpit.streams import faust_seek, topics
+from riskcockpit.streams.contract import InvalidRecord, decision_id, parse_transaction
+from riskcockpit.streams.decisions import DecisionLog
 
 log = logging.getLogger("riskcockpit.worker")
 # A batch is whatever arrived while the previous one was processed, up to BATCH_MAX events; a
@@ -460,7 +460,7 @@ def disposition_of(value: bytes | None) -> dict:
     >>> disposition_of(b'{"tx_id": "t1", "label": "fraud"}')
     Traceback (most recent call last):
     ...
-    streams.contract.InvalidRecord: label: 'fraud' is not confirmed_fraud or false_positive
+    riskcockpit.streams.contract.InvalidRecord: label: 'fraud' is not confirmed_fraud or false_positive
     """
     try:
         item = json.loads(value) if value is not None else None

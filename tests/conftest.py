@@ -21,6 +21,25 @@ from riskcockpit.broker import EmbeddedBroker, free_port
 from riskcockpit.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Fixtures that start a broker or processes: a test that asks for one is an integration test.
+INTEGRATION_FIXTURES = {"kafka", "fresh_kafka", "processes"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request, monkeypatch):
+    """A test not marked ``integration`` that starts a process (a broker, a worker, the stack)
+    fails, so ``pytest -m "not integration"`` stays quick and needs no broker."""
+    if request.node.get_closest_marker("integration") is None:
+        def refuse(*args, **kwargs):
+            raise AssertionError("this test starts a process: mark it integration "
+                                 "(pytestmark = pytest.mark.integration)")
+        monkeypatch.setattr(subprocess, "Popen", refuse)
 
 
 def start_broker(data_dir: Path, partitions: int = 4) -> EmbeddedBroker:

@@ -23,7 +23,7 @@ import uuid
 def main(bootstrap: str, topic_name: str, out: str, patched: bool) -> None:
     import faust
 
-    from streams import faust_seek
+    from riskcockpit.streams import faust_seek
 
     if patched:
         faust_seek.install()

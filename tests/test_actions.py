@@ -6,8 +6,10 @@ import uuid
 import pytest
 from kafka import KafkaConsumer
 
-from streams import topics
-from streams.actions import ActionPublisher
+from riskcockpit.streams import topics
+from riskcockpit.streams.actions import ActionPublisher
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 
 def read_back(bootstrap: str, topic: str, marker: str) -> list[dict]:

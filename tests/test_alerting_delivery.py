@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alerting.cli import alerting, sample_job, webhook
-from alerting.config import parse
-from alerting.delivery import Deliverer, Lane, dead_letter
-from alerting.signing import signature, verify
-from alerting.testing import RecordingReceiver
+from riskcockpit.alerting.cli import alerting, sample_job, webhook
+from riskcockpit.alerting.config import parse
+from riskcockpit.alerting.delivery import Deliverer, Lane, dead_letter
+from riskcockpit.alerting.signing import signature, verify
+from riskcockpit.alerting.testing import RecordingReceiver
 from riskcockpit.cli import Context
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,7 +246,7 @@ def test_secrets_never_reach_logs_or_records(receiver, caplog):
 
 
 def test_a_receiver_without_its_secret_refuses_to_start_or_dead_letters(receiver):
-    from alerting.receivers import MissingSecret
+    from riskcockpit.alerting.receivers import MissingSecret
 
     config = config_for(receiver.url)
     with pytest.raises(MissingSecret, match="HOOK_SECRET is not set"):

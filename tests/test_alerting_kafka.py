@@ -19,16 +19,18 @@ import pytest
 from click.testing import CliRunner
 from kafka import KafkaProducer
 
-from alerting import bus
-from alerting.cli import silence
-from alerting.config import parse
-from alerting.delivery import DeliveryService
-from alerting.notifier import NotifierService
-from alerting.signing import verify
-from alerting.testing import RecordingReceiver
+from riskcockpit.alerting import bus
+from riskcockpit.alerting.cli import silence
+from riskcockpit.alerting.config import parse
+from riskcockpit.alerting.delivery import DeliveryService
+from riskcockpit.alerting.notifier import NotifierService
+from riskcockpit.alerting.signing import verify
+from riskcockpit.alerting.testing import RecordingReceiver
 from conftest import wait_for
 from riskcockpit.cli import Context
-from streams import topics
+from riskcockpit.streams import topics
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "whsec-kafka-4c1d8e2f9a"
@@ -210,9 +212,9 @@ receivers:
 def test_outage_loses_nothing_dead_letters_and_audits(fresh_kafka, receiver, services, env, monkeypatch):
     from riskcockpit.audit import fetch
     from riskcockpit.settings import load_settings
-    from store import queries
-    from store.client import connect
-    from streams.sink import Sink
+    from riskcockpit.store import queries
+    from riskcockpit.store.client import connect
+    from riskcockpit.streams.sink import Sink
 
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
     settings = load_settings(**{"sink.max_wait_ms": 200})

@@ -13,19 +13,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerting import config as alerting_config
-from alerting.backoff import backoff_delay, next_delay, parse_retry_after
-from alerting.config import RetryPolicy, parse
-from alerting.labels import alert_labels
-from alerting.matchers import Matcher
-from alerting.notifier import Notifier
-from alerting.offsets import OffsetTracker
-from alerting.ratelimit import TokenBucket
-from alerting.receivers import build
-from alerting.routing import Router
-from alerting.signing import (dingtalk_sign, feishu_sign, notification_id, signature, signed_headers, verify)
-from alerting.silences import SilenceSet, expired, new_silence
-from alerting.templates import Message, fit
+from riskcockpit.alerting import config as alerting_config
+from riskcockpit.alerting.backoff import backoff_delay, next_delay, parse_retry_after
+from riskcockpit.alerting.config import RetryPolicy, parse
+from riskcockpit.alerting.labels import alert_labels
+from riskcockpit.alerting.matchers import Matcher
+from riskcockpit.alerting.notifier import Notifier
+from riskcockpit.alerting.offsets import OffsetTracker
+from riskcockpit.alerting.ratelimit import TokenBucket
+from riskcockpit.alerting.receivers import build
+from riskcockpit.alerting.routing import Router
+from riskcockpit.alerting.signing import (dingtalk_sign, feishu_sign, notification_id, signature, signed_headers, verify)
+from riskcockpit.alerting.silences import SilenceSet, expired, new_silence
+from riskcockpit.alerting.templates import Message, fit
 from riskcockpit.settings import ConfigError
 
 T0 = 1_800_000_000.0  # a fixed "now" for the notifier
@@ -519,8 +519,8 @@ def test_open_alerts_are_bounded_but_duties_are_kept():
 def test_the_sink_maps_silence_changes_and_delivery_attempts_to_rows():
     from types import SimpleNamespace
 
-    from streams import topics
-    from streams.sink import DELIVERY_COLUMNS, SILENCE_COLUMNS, rows_by_table
+    from riskcockpit.streams import topics
+    from riskcockpit.streams.sink import DELIVERY_COLUMNS, SILENCE_COLUMNS, rows_by_table
 
     now = datetime.now(UTC)
     change = expired(new_silence(['account_id="A1"'], "alice", "why", now + timedelta(hours=1)), "bob").to_event()

@@ -7,8 +7,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from indicators.base import tx_at
-from indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.audit import render, stored_configs, verify
 from riskcockpit.cli import Context, audit
 

@@ -10,16 +10,20 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 from kafka import KafkaConsumer, KafkaProducer
+import pytest
 
 from conftest import wait_for
 from riskcockpit import backtest as bt
 from riskcockpit.cli import cli
 from riskcockpit.labels import attach, load_label_mapping, load_labels
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from streams import topics
-from streams.generator import SyntheticStream
+from riskcockpit.streams import topics
+from riskcockpit.streams.generator import SyntheticStream
 
-from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
+
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 FIELDS = ["tx_id", "ts", "account_id", "amount", "currency", "direction", "channel", "counterparty_id",
           "merchant_id", "mcc", "country", "device_id", "ip", "lat", "lon", "status", "attributes"]

@@ -24,14 +24,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit import backtest as bt
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import backtest, replay
 from riskcockpit.replay import paced, parse_speed
-from streams.contract import parse_transaction
-from streams.generator import SyntheticStream
-from streams.topics import owning_partition
+from riskcockpit.streams.contract import parse_transaction
+from riskcockpit.streams.generator import SyntheticStream
+from riskcockpit.streams.topics import owning_partition
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -546,7 +546,7 @@ def test_cli_backtest_names_partitions_and_processes(tmp_path):
 
 
 def _active_config():
-    from indicators.scoring import load_scoring_config
+    from riskcockpit.indicators.scoring import load_scoring_config
     from riskcockpit.settings import DEFAULT_CONFIG_DIR
 
     return load_scoring_config(DEFAULT_CONFIG_DIR)

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 from pydantic import Field
 
-from indicators.base import REGISTRY, DurationMs, Indicator, Params
+from riskcockpit.indicators.base import REGISTRY, DurationMs, Indicator, Params
 from riskcockpit import catalog
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import indicators_group
@@ -78,7 +78,7 @@ def test_list_json(config_dir):
 
 
 def test_list_uses_the_repository_config_by_default():
-    from indicators.scoring import load_scoring_config
+    from riskcockpit.indicators.scoring import load_scoring_config
 
     entries = {e["name"]: e for e in json.loads(invoke(["list", "--json"]).output)}
     for name, item in load_scoring_config(DEFAULT_CONFIG_DIR).indicators.items():
@@ -207,6 +207,7 @@ def test_docs_do_not_drift_from_the_registry():
                                 f"regenerate it with: {catalog.REGENERATE}")
 
 
+@pytest.mark.integration  # runs the module in a process of its own
 def test_module_entry_point_prints_the_markdown():
     out = subprocess.run([sys.executable, "-m", "riskcockpit.catalog"], capture_output=True, text=True, cwd=REPO,
                          check=True).stdout

@@ -12,10 +12,11 @@ import json
 import math
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.contract import EARLIEST, MAX_AMOUNT, InvalidRecord, Transaction, parse_transaction
+from riskcockpit.streams.contract import EARLIEST, MAX_AMOUNT, InvalidRecord, Transaction, parse_transaction
 
 GOOD = {"tx_id": "t1", "ts": 1767225600000, "account_id": "A1", "amount": 12.5, "merchant_id": "M1",
         "channel": "card", "country": "CN", "currency": "CNY", "lat": 31.2, "lon": 121.5, "ip": "10.0.0.1",
@@ -56,6 +57,7 @@ def dumps(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
+@pytest.mark.integration  # the 10,000 and more generated records a run
 @FUZZ
 @given(changes=st.dictionaries(st.sampled_from([*GOOD, "extra", "status", "direction", "device_id", "mcc"]), values,
                                max_size=4),
@@ -69,6 +71,7 @@ def test_any_mutated_record_is_either_usable_or_refused_with_a_reason(changes, d
     check(payload)
 
 
+@pytest.mark.integration  # the 10,000 and more generated records a run
 @FUZZ
 @given(data=st.data())
 def test_any_damaged_bytes_are_either_usable_or_refused_with_a_reason(data):

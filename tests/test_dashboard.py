@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from dash_client import call
-from dashboard import i18n
-from dashboard.app import create_app
+from riskcockpit.dashboard import i18n
+from riskcockpit.dashboard.app import create_app
 from riskcockpit.settings import load_settings
-from store import queries
-from store.client import connect
-from store.migrate import migrate
+from riskcockpit.store import queries
+from riskcockpit.store.client import connect
+from riskcockpit.store.migrate import migrate
 
 ALERT_COLUMNS = ["alert_id", "tx_id", "account_id", "ts", "amount", "currency", "channel", "country",
                  "score", "tier", "reasons", "model_score", "config_hash", "scenario", "scored_at"]

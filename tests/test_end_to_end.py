@@ -20,7 +20,9 @@ from kafka import KafkaProducer
 from conftest import wait_for
 from dash_client import LiveServer, call
 from riskcockpit.broker import free_port
-from streams import topics
+from riskcockpit.streams import topics
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 
 def cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -3,8 +3,8 @@
 import copy
 import random
 
-from indicators.base import tx_at
-from indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 
 WARM = {"window": 2000, "learn_every": 1, "warmup": 300}
 
@@ -61,7 +61,7 @@ def test_before_warm_up_a_hit_counts_at_its_full_weight_and_a_miss_not_at_all():
 
 
 def test_rarity_moves_with_the_partitions_checkpoint():
-    from indicators.models import ModelSet
+    from riskcockpit.indicators.models import ModelSet
 
     s = scorer({"large_amount": (40, {"threshold": 1_000_000})})
     states = warmed(s)
@@ -74,7 +74,7 @@ def test_a_tail_checkpoints_its_values_in_arrival_order_and_reads_an_older_check
     import pickle
     from collections import deque
 
-    from indicators.evidence import Tail
+    from riskcockpit.indicators.evidence import Tail
 
     tail = Tail(3)
     for value in (5.0, 1.0, 4.0, 2.0):

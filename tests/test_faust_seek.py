@@ -18,10 +18,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+import pytest
 
 from riskcockpit.broker import ensure_topics
-from streams.faust_seek import seek_to_committed
-from streams.producer import producer
+from riskcockpit.streams.faust_seek import seek_to_committed
+from riskcockpit.streams.producer import producer
+
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 
 def positions_after_seek(bootstrap: str, topic: str, commit: dict[int, int], seek) -> dict[int, int]:

@@ -5,14 +5,14 @@ import math
 
 import pytest
 
-from indicators import REGISTRY
-from indicators.base import tx_at
-from indicators.aml import PassThrough
-from indicators.amount import AmountZScore, LargeAmount, Structuring
-from indicators.card_testing import DeclineRatio, SmallAmountBurst
-from indicators.novelty import NewCountry, NewCounterparty, NewDevice
-from indicators.timing import UnusualHour
-from indicators.velocity import AmountVelocity, CountVelocity
+from riskcockpit.indicators import REGISTRY
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.aml import PassThrough
+from riskcockpit.indicators.amount import AmountZScore, LargeAmount, Structuring
+from riskcockpit.indicators.card_testing import DeclineRatio, SmallAmountBurst
+from riskcockpit.indicators.novelty import NewCountry, NewCounterparty, NewDevice
+from riskcockpit.indicators.timing import UnusualHour
+from riskcockpit.indicators.velocity import AmountVelocity, CountVelocity
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

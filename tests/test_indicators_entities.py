@@ -3,9 +3,9 @@ core routing each entity's state (the worker's stages are tested in test_pipelin
 
 from collections import defaultdict
 
-from indicators.base import tx_at
-from indicators.scoring import Scorer, ScoringConfig
-from indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
 
 DAY_MINUTES = 24 * 60
 

@@ -8,17 +8,17 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from indicators import REGISTRY
-from indicators.aml_flows import BalanceDrain, CashIntensity, CrossBorderRatio
-from indicators.amount_profile import AmountEwmaRatio, MaxMultiple, RoundAmount
-from indicators.base import tx_at
-from indicators.bursts import AmountVelocityBaseline, RapidSuccession
-from indicators.card_probing import DeclinedThenApproved, DistinctMerchantsSmall
-from indicators.counterparty import FanIn, FanOut, HighRiskMcc, NewMerchant
-from indicators.dormancy import DormantReactivation, FirstActivityLarge
-from indicators.geo import GeoDistanceFromHome, HighRiskCountry, ImpossibleTravel, NewIpPrefix, UnusualChannel
-from indicators.scoring import load_scoring_config
-from indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
+from riskcockpit.indicators import REGISTRY
+from riskcockpit.indicators.aml_flows import BalanceDrain, CashIntensity, CrossBorderRatio
+from riskcockpit.indicators.amount_profile import AmountEwmaRatio, MaxMultiple, RoundAmount
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.bursts import AmountVelocityBaseline, RapidSuccession
+from riskcockpit.indicators.card_probing import DeclinedThenApproved, DistinctMerchantsSmall
+from riskcockpit.indicators.counterparty import FanIn, FanOut, HighRiskMcc, NewMerchant
+from riskcockpit.indicators.dormancy import DormantReactivation, FirstActivityLarge
+from riskcockpit.indicators.geo import GeoDistanceFromHome, HighRiskCountry, ImpossibleTravel, NewIpPrefix, UnusualChannel
+from riskcockpit.indicators.scoring import load_scoring_config
+from riskcockpit.indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
 from riskcockpit.catalog import stress_state
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
 
@@ -432,10 +432,10 @@ def test_declined_then_approved_late_approval_sees_its_own_past():
 def test_the_evaluator_loop_says_and_learns_what_each_indicator_evaluated_alone_does():
     from datetime import UTC, datetime
 
-    from indicators.base import Evaluator
-    from indicators.scoring import Scorer
-    from streams.contract import Transaction
-    from streams.generator import SyntheticStream
+    from riskcockpit.indicators.base import Evaluator
+    from riskcockpit.indicators.scoring import Scorer
+    from riskcockpit.streams.contract import Transaction
+    from riskcockpit.streams.generator import SyntheticStream
 
     scorer = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR))
     indicators = [ind for ind, _ in scorer.indicators]

@@ -81,7 +81,7 @@ def _with_models():
     """The default scoring config: the supervised model learns what is fed back."""
     from riskcockpit.settings import DEFAULT_CONFIG_DIR
 
-    from indicators.scoring import load_scoring_config
+    from riskcockpit.indicators.scoring import load_scoring_config
 
     return load_scoring_config(DEFAULT_CONFIG_DIR)
 
@@ -94,7 +94,7 @@ def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_p
     from riskcockpit.labels import attach
     from test_backtest import MAPPING, labelled_rows, write_csv
 
-    from indicators.scoring import Scorer
+    from riskcockpit.indicators.scoring import Scorer
 
     rows = labelled_rows(400, every=8)
     transactions = write_csv(tmp_path / "tx.csv", rows)
@@ -121,7 +121,7 @@ def test_a_chargeback_file_teaches_its_frauds_when_known_and_the_rest_count_as_l
     from riskcockpit.labels import attach
     from test_backtest import MAPPING, T0, Spy, labelled_rows, tiny_config, write_csv
 
-    from indicators.scoring import ScoringConfig
+    from riskcockpit.indicators.scoring import ScoringConfig
 
     rows = labelled_rows(200)
     frauds = [r for r in rows if r["fraud"]]

@@ -1,17 +1,18 @@
 """Online models: checkpoints restore exactly, and dispositions measurably improve the scores."""
 
 import heapq
+import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
 
-from indicators.base import tx_at
-from indicators.models import AnomalyParams, ModelParams, ModelSet, features
-from indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.models import AnomalyParams, ModelParams, ModelSet, features
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from streams.contract import Transaction
-from streams.generator import SyntheticStream
+from riskcockpit.streams.contract import Transaction
+from riskcockpit.streams.generator import SyntheticStream
 
 
 def roc_auc(scores, labels):
@@ -59,6 +60,29 @@ def test_checkpoint_is_compact_and_versioned():
         ModelSet.loads(zlib.compress(pickle.dumps((99, None, None, None, None, None))), ModelParams())
 
 
+
+def test_a_checkpoint_written_under_the_former_module_names_restores():
+    """Deployments hold checkpoints pickled when the indicators were the top-level package
+    ``indicators``; they must restore after the move into ``riskcockpit``."""
+    import pickle
+    import pickletools
+    import zlib
+
+    params = ModelParams(anomaly=AnomalyParams(warmup=20, calibration=100))
+    live = ModelSet(params)
+    xs = [features(tx_at(m, 50 + (m * 37) % 400), [], 8) for m in range(400)]
+    for m, x in enumerate(xs[:300]):
+        live.score_one(x, f"t{m}")
+    raw = zlib.decompress(live.dumps())
+    # The same pickle as the former code wrote it: protocol 0 spells module names as text lines,
+    # so they can be renamed without recomputing the binary lengths.
+    old = pickle.dumps(pickle.loads(raw), protocol=0).replace(b"criskcockpit.indicators.", b"cindicators.")
+    assert b"cindicators.evidence" in old and b"riskcockpit" not in pickletools.optimize(old)
+    restored = ModelSet.loads(zlib.compress(old), params)
+    assert not any(name.partition(".")[0] == "indicators" for name in sys.modules)  # not a second copy
+    assert [restored.score_one(x, f"t{m}") for m, x in enumerate(xs[300:])] == \
+        [live.score_one(x, f"t{m}") for m, x in enumerate(xs[300:])]
+
 def test_supervised_model_waits_for_enough_labels_of_each_class():
     models = ModelSet(ModelParams(supervised={"min_labels": 3}))
     x = features(tx_at(0), [], 8)
@@ -70,6 +94,7 @@ def test_supervised_model_waits_for_enough_labels_of_each_class():
     assert 0 <= models.supervise(x, 0.0, models.score_one(x, "t"))["fraud_probability"] <= 1
 
 
+@pytest.mark.integration  # a whole generated stream through the library
 def test_supervised_model_learns_a_threshold_at_one_merchant_category_from_labels_a_day_late(tmp_path):
     # Fraud iff the amount is above 300 at one category: no indicator says so, the model must
     # learn the cut from labels, each delivered a day after its transaction (the backtest's path).
@@ -116,6 +141,7 @@ def test_every_record_carries_its_features_and_model_outputs():
     assert record["fraud_probability"] == -1.0
 
 
+@pytest.mark.integration  # a whole generated stream through the library
 def test_dispositions_measurably_improve_the_scores_on_the_generators_stream():
     txs = [Transaction.model_validate(r) for r in SyntheticStream(
         seed=5, accounts=20_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.03).take(50_000)]

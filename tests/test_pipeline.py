@@ -22,14 +22,16 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import CoordinatorNotAvailableError
 
 from conftest import crashed_agent, wait_for
-from indicators.scoring import ScoringConfig, load_scoring_config, recompute
+from riskcockpit.indicators.scoring import ScoringConfig, load_scoring_config, recompute
 from riskcockpit.broker import ensure_topics
 from riskcockpit.settings import load_settings
-from store.client import connect
-from store.migrate import migrate
-from streams import topics
-from streams.generator import SyntheticStream
-from streams.sink import Sink
+from riskcockpit.store.client import connect
+from riskcockpit.store.migrate import migrate
+from riskcockpit.streams import topics
+from riskcockpit.streams.generator import SyntheticStream
+from riskcockpit.streams.sink import Sink
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 
 @pytest.fixture
@@ -475,7 +477,7 @@ def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_
                                                                                                  monkeypatch):
     """Left to Faust, a changelog made as the agents start was once read as having 0 partitions,
     and that stage's agent crashed at every restart."""
-    from streams.worker import create_app, ensure_worker_topics
+    from riskcockpit.streams.worker import create_app, ensure_worker_topics
 
     app_id = f"cl-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", kafka.bootstrap)

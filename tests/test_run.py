@@ -12,11 +12,15 @@ import time
 import json
 
 import requests
+import pytest
 
-from alerting.signing import verify
-from alerting.testing import RecordingReceiver
+from riskcockpit.alerting.signing import verify
+from riskcockpit.alerting.testing import RecordingReceiver
 from conftest import crashed_agent, wait_for
 from riskcockpit.broker import free_port, port_open
+
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 SECRET = "run-test-secret"
 

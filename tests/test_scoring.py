@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from indicators.base import tx_at
-from indicators.scoring import ScoringConfig, Scorer, load_scoring_config, recompute
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.scoring import ScoringConfig, Scorer, load_scoring_config, recompute
 from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from streams.contract import Transaction
-from streams.generator import SyntheticStream
+from riskcockpit.streams.contract import Transaction
+from riskcockpit.streams.generator import SyntheticStream
 
 
 def scorer(**indicators):
@@ -63,6 +63,7 @@ def test_record_carries_config_hash_scenario_and_source():
     assert (record["source_partition"], record["source_offset"]) == (3, 42)
 
 
+@pytest.mark.integration  # a whole generated stream through the library
 def test_default_library_separates_generated_frauds_from_normal_traffic():
     """On the generator's stream, injected frauds are tiered far more often than normal traffic."""
     s = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR))

@@ -13,8 +13,10 @@ from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
 from conftest import wait_for
 from riskcockpit.broker import EmbeddedBroker, free_port
-from streams import topics
-from streams.generator import SyntheticStream
+from riskcockpit.streams import topics
+from riskcockpit.streams.generator import SyntheticStream
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 
 @pytest.fixture

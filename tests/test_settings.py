@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from indicators.scoring import load_scoring_config
+from riskcockpit.indicators.scoring import load_scoring_config
 from riskcockpit.settings import DEFAULT_CONFIG_DIR, ConfigError, load_settings
 
 

@@ -6,11 +6,15 @@ import time
 from datetime import UTC, datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
+import pytest
 
 from conftest import wait_for
-from store.migrate import migrate
-from streams import topics
-from streams.sink import Sink, rows_by_table
+from riskcockpit.store.migrate import migrate
+from riskcockpit.streams import topics
+from riskcockpit.streams.sink import Sink, rows_by_table
+
+
+pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 
 def message(topic, value, key=b"k", offset=0, headers=None):
@@ -38,7 +42,7 @@ def test_unreadable_result_record_is_kept_in_the_dlq_table():
 
 
 def test_redelivered_action_is_stored_once(settings):
-    from store.client import connect
+    from riskcockpit.store.client import connect
 
     client = connect(settings)
     migrate(client, settings.store.database)
@@ -52,7 +56,7 @@ def test_redelivered_action_is_stored_once(settings):
 
 
 def test_sink_restarts_its_consumer_after_a_failure(settings):
-    from store.client import connect
+    from riskcockpit.store.client import connect
 
     calls = []
 
@@ -78,7 +82,7 @@ def score_record(tx_id: str, **changes) -> dict:
 
 def test_a_row_the_store_refuses_goes_to_the_dlq_table_and_the_rest_is_stored(settings):
     """A poison row is not a store outage: retried forever, it would stop every table filling."""
-    from store.client import connect
+    from riskcockpit.store.client import connect
 
     client = connect(settings)
     migrate(client, settings.store.database)
@@ -123,7 +127,7 @@ def test_a_store_outage_commits_nothing_past_what_was_stored_and_the_sink_resume
     from kafka import KafkaAdminClient, KafkaProducer
 
     from riskcockpit.settings import load_settings
-    from store.client import connect
+    from riskcockpit.store.client import connect
 
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
     settings = load_settings(**{"sink.max_wait_ms": 200})

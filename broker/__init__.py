@@ -1,0 +1,1 @@
+"""The pom that fetches the pinned Apache Kafka release (``riskcockpit kafka start``); this file only makes the folder package data."""
