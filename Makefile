@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 JARS := broker/lib/.fetched
 
-.PHONY: run test bootstrap bench clean
+.PHONY: run test lint bootstrap bench clean
 
 bootstrap: $(STAMP) $(JARS)
 
@@ -27,8 +27,13 @@ run: bootstrap
 
 # pytest, not `python -m pytest`: that would put the checkout's root on sys.path, where its
 # folders import under their own names besides riskcockpit.*
-test: bootstrap
+test: bootstrap lint
 	$(BIN)/pytest
+
+# ruff, and the layers of pyproject.toml's import contract (checked on the installed wheel)
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q tests/test_wheel.py -k layers
 
 bench: bootstrap
 	$(BIN)/python bench/scoring_core.py

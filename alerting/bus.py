@@ -9,8 +9,8 @@ from typing import Any, Iterator
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 
-from riskcockpit.broker import client_configs
-from riskcockpit.streams import topics
+from riskcockpit.ground.kafka import client_configs
+from riskcockpit.ground import topics
 
 log = logging.getLogger("riskcockpit.alerting")
 
@@ -38,8 +38,7 @@ def ensure_alerting_topics(bootstrap: str, partitions: int) -> None:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from riskcockpit.broker import ensure_topics
-
+    from riskcockpit.ground.kafka import ensure_topics
     # The inputs too: the notifier may start before the worker and the cockpit have created them.
     ensure_topics(bootstrap, partitions, (topics.ALERTS, topics.ALERTS_DLQ, topics.ACTIONS, topics.NOTIFICATIONS,
                                           topics.NOTIFICATIONS_DLQ, topics.DELIVERIES))

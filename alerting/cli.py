@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from riskcockpit.settings import ConfigError, Settings, load_settings
+from riskcockpit.ground.settings import ConfigError, Settings, load_settings
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -189,8 +189,7 @@ def _kafka(settings: Settings, action):
     """Run ``action``; a broker that cannot be reached is a one-line error, not a traceback."""
     from kafka.errors import KafkaError
 
-    from riskcockpit.broker import BrokerError
-
+    from riskcockpit.ground.kafka import BrokerError
     try:
         return action()
     except (BrokerError, KafkaError, RuntimeError, OSError) as exc:
@@ -200,7 +199,7 @@ def _kafka(settings: Settings, action):
 def _silences(settings: Settings):
     from riskcockpit.alerting import bus
     from riskcockpit.alerting.silences import SilenceSet
-    from riskcockpit.streams import topics
+    from riskcockpit.ground import topics
 
     def read():
         bus.ensure_alerting_topics(settings.kafka.servers, settings.kafka.partitions)
@@ -217,7 +216,7 @@ def _silences(settings: Settings):
 
 def _publish_silence(settings: Settings, item) -> None:
     from riskcockpit.alerting import bus
-    from riskcockpit.streams import topics
+    from riskcockpit.ground import topics
 
     def publish():
         bus.ensure_alerting_topics(settings.kafka.servers, settings.kafka.partitions)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from riskcockpit.alerting.durations import parse_duration
 from riskcockpit.alerting.matchers import Matcher
-from riskcockpit.settings import ConfigError
+from riskcockpit.ground.settings import ConfigError
 
 FILE_NAME = "alerting.yaml"
 RECEIVER_TYPES = ("webhook", "slack", "wecom", "dingtalk", "feishu")

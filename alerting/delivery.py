@@ -328,7 +328,7 @@ class DeliveryService:
         return thread
 
     def _publish_attempt(self, attempt: dict[str, Any]) -> None:
-        from riskcockpit.streams import topics
+        from riskcockpit.ground import topics
 
         self._producer.send(topics.DELIVERIES, key=attempt["notification_id"].encode(),
                             value=json.dumps(attempt, ensure_ascii=False).encode())
@@ -339,8 +339,8 @@ class DeliveryService:
 
         from riskcockpit.alerting import bus
         from riskcockpit.alerting.offsets import OffsetTracker
-        from riskcockpit.broker import client_configs, subscribe
-        from riskcockpit.streams import topics
+        from riskcockpit.ground.kafka import client_configs, subscribe
+        from riskcockpit.ground import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         self._producer = bus.producer(self.bootstrap)

@@ -413,8 +413,8 @@ class NotifierService:
 
         from riskcockpit.alerting import bus
         from riskcockpit.alerting.offsets import OffsetTracker
-        from riskcockpit.broker import client_configs, subscribe
-        from riskcockpit.streams import topics
+        from riskcockpit.ground.kafka import client_configs, subscribe
+        from riskcockpit.ground import topics
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         now = self.clock()
@@ -490,7 +490,7 @@ class NotifierService:
     def _dead_letter(producer, record, exc: Exception) -> None:
         """An alert that cannot be read to ``risk.alerts.dlq``, as it was, with the reason; its
         offset is committed only once the broker has it."""
-        from riskcockpit.streams import topics
+        from riskcockpit.ground import topics
 
         reason = f"notifier could not read the alert: {type(exc).__name__}: {exc}"
         log.warning("alert at %s-%d@%d dead-lettered: %s", record.topic, record.partition, record.offset, reason)
@@ -499,7 +499,7 @@ class NotifierService:
                                                  reason)).get(timeout=30)
 
     def _side(self, record, now: float) -> None:
-        from riskcockpit.streams import topics
+        from riskcockpit.ground import topics
 
         try:
             value = json.loads(record.value) if record.value is not None else None

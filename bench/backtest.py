@@ -29,8 +29,8 @@ from pathlib import Path
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.backtest import format_metrics, load_mapping, load_transactions, run_backtest
 from riskcockpit.backtest_stages import available_cpus
-from riskcockpit.runtime import tune_gc
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.runtime import tune_gc
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.streams.generator import SyntheticStream
 
 RENAMED = {"tx_id": "id", "ts": "booked_at", "account_id": "customer", "merchant_id": "terminal", "amount": "value"}

@@ -39,8 +39,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.backtest import load_mapping, load_transactions, run_backtest
-from riskcockpit.runtime import tune_gc
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.runtime import tune_gc
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
 from backtest import START, write_public_file  # bench/backtest.py, beside this file
 

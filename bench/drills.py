@@ -36,8 +36,9 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from fuzz import Tail
-from riskcockpit.broker import EmbeddedBroker, ensure_topics, free_port
-from riskcockpit.streams import topics
+from riskcockpit.broker import EmbeddedBroker, free_port
+from riskcockpit.ground.kafka import ensure_topics
+from riskcockpit.ground import topics
 from riskcockpit.streams.generator import SyntheticStream
 
 REPO = Path(__file__).resolve().parents[1]

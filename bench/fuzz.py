@@ -31,9 +31,10 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rich.progress import Progress
 
-from riskcockpit.broker import EmbeddedBroker, ensure_topics, free_port
-from riskcockpit.streams import topics
-from riskcockpit.streams.contract import InvalidRecord, parse_transaction
+from riskcockpit.broker import EmbeddedBroker, free_port
+from riskcockpit.ground.kafka import ensure_topics
+from riskcockpit.ground import topics
+from riskcockpit.ground.contract import InvalidRecord, parse_transaction
 from riskcockpit.streams.generator import SyntheticStream
 
 REPO = Path(__file__).resolve().parents[1]

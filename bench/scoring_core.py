@@ -17,9 +17,9 @@ from itertools import islice
 import orjson
 
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
-from riskcockpit.runtime import tune_gc
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from riskcockpit.streams.contract import Transaction, parse_transaction
+from riskcockpit.ground.runtime import tune_gc
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.contract import Transaction, parse_transaction
 from riskcockpit.streams.generator import SyntheticStream
 
 

@@ -26,7 +26,7 @@ from dash import ALL, Input, Output, State, dcc, html
 from flask import abort, jsonify, make_response, request
 
 from riskcockpit.dashboard.i18n import GRID_LOCALE, LANGUAGES, language, t, tier_name
-from riskcockpit.settings import Settings
+from riskcockpit.ground.settings import Settings
 from riskcockpit.store import queries
 
 ASSETS = Path(__file__).resolve().parent / "assets"

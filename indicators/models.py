@@ -44,7 +44,7 @@ from river import anomaly, compose, linear_model, optim, preprocessing
 
 from riskcockpit.indicators.base import NO_HIT, Signal
 from riskcockpit.indicators.evidence import EvidenceParams, Rarity, Tail, one_in
-from riskcockpit.streams.contract import Transaction
+from riskcockpit.ground.contract import Transaction
 
 CHECKPOINT_FORMAT = 3
 

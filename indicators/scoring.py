@@ -28,8 +28,8 @@ import riskcockpit.indicators  # noqa: F401  (registers the library)
 from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
 from riskcockpit.indicators.evidence import Tail
 from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, features
-from riskcockpit.settings import ConfigError, describe_errors, read_yaml
-from riskcockpit.streams.contract import Transaction
+from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
+from riskcockpit.ground.contract import Transaction
 
 SCORING_FILE = "indicators.yaml"
 TIER_NAMES = {0: "none", 1: "watch", 2: "review", 3: "critical"}
@@ -108,7 +108,7 @@ class Rule(BaseModel):
         if (self.field is None) == (self.indicator is None):
             raise ValueError("give either field + values, or indicator")
         if self.field is not None:
-            from riskcockpit.streams.contract import Transaction as _T
+            from riskcockpit.ground.contract import Transaction as _T
 
             if self.field not in _T.model_fields or self.field == "attributes":
                 raise ValueError(f"field {self.field!r} is not a transaction field")

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from riskcockpit.settings import Settings
+from riskcockpit.ground.settings import Settings
 from riskcockpit.store import queries
 from riskcockpit.store.client import StoreLocked, StoreUnavailable, connect, describe
 

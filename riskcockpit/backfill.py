@@ -26,10 +26,10 @@ from typing import Any
 
 from riskcockpit.indicators.scoring import Scorer
 from riskcockpit.backtest import BacktestError, Loaded, feed_plan
-from riskcockpit.broker import client_configs
+from riskcockpit.ground.kafka import client_configs
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
-from riskcockpit.settings import Settings
-from riskcockpit.streams.topics import owning_partition
+from riskcockpit.ground.settings import Settings
+from riskcockpit.ground.topics import owning_partition
 
 
 class BackfillRefused(RuntimeError):

@@ -1,7 +1,7 @@
 """Backtest: score a file of historical transactions with the worker's own scoring core.
 
 The file (CSV, Parquet or JSON lines) is mapped to the transaction contract by a small YAML
-mapping, every row is validated by :class:`riskcockpit.streams.contract.Transaction` exactly as the worker
+mapping, every row is validated by :class:`riskcockpit.ground.contract.Transaction` exactly as the worker
 validates a Kafka record, and the valid ones are scored by :class:`riskcockpit.indicators.scoring.Scorer`
 in event-time order with per-account state dicts kept in memory, staged and partitioned as
 the worker is (:mod:`riskcockpit.backtest_stages`). There is no second
@@ -71,8 +71,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from riskcockpit.indicators.base import parse_duration_ms
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
-from riskcockpit.settings import ConfigError, describe_errors, read_yaml
-from riskcockpit.streams.contract import Transaction, _reason
+from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
+from riskcockpit.ground.contract import Transaction, _reason
 
 REQUIRED = ("tx_id", "ts", "account_id", "amount")
 FIELDS = tuple(Transaction.model_fields)

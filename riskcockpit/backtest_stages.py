@@ -34,8 +34,8 @@ import orjson
 
 from riskcockpit.indicators.base import ENTITY_FIELDS, Signal
 from riskcockpit.indicators.scoring import Scorer
-from riskcockpit.streams.contract import Transaction
-from riskcockpit.streams.topics import owning_partition
+from riskcockpit.ground.contract import Transaction
+from riskcockpit.ground.topics import owning_partition
 
 # (transaction, label or None); a label is None also on a repeated tx_id: it is fed back once.
 Item = tuple[Transaction, bool | None]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from riskcockpit.settings import ConfigError, Settings, load_settings
+from riskcockpit.ground.settings import ConfigError, Settings, load_settings
 
 
 class Context:
@@ -17,8 +17,7 @@ class Context:
         self.overrides = overrides
 
     def settings(self, **more) -> Settings:
-        from riskcockpit.broker import use_security
-
+        from riskcockpit.ground.kafka import use_security
         try:
             settings = load_settings(self.config_dir, **self.overrides, **more)
         except ConfigError as exc:
@@ -68,7 +67,6 @@ def kafka():
 
 def _embedded(obj: Context, secure: bool = False):
     from riskcockpit.broker import EmbeddedBroker
-
     settings = obj.settings()
     if not settings.kafka.embedded:
         raise click.ClickException(f"kafka.bootstrap is set ({settings.kafka.bootstrap}): that broker is not managed here")
@@ -82,8 +80,7 @@ def _embedded(obj: Context, secure: bool = False):
 @click.pass_obj
 def kafka_start(obj, secure, foreground):
     """Start the embedded broker in the background."""
-    from riskcockpit.broker import BrokerError
-
+    from riskcockpit.ground.kafka import BrokerError
     broker = _embedded(obj, secure)
     try:
         if foreground:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import click
 
-from riskcockpit.runtime import tune_gc
-from riskcockpit.settings import ConfigError, load_settings
+from riskcockpit.ground.runtime import tune_gc
+from riskcockpit.ground.settings import ConfigError, load_settings
 
 
 def _settings(obj):

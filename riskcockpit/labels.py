@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 
 from riskcockpit.backtest import BacktestError, _read, check_zone, epoch_ms, parse_label
-from riskcockpit.settings import ConfigError, describe_errors, read_yaml
+from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
 
 FIELDS = ("tx_id", "account_id", "label", "known_at")
 REQUIRED = ("tx_id", "account_id", "label")
@@ -165,9 +165,8 @@ def publish(labels: list[Label], bootstrap: str, file: Path, progress: Callable[
     """Send every label to ``risk.dispositions`` and wait until the broker has them all."""
     from kafka import KafkaProducer
 
-    from riskcockpit.broker import client_configs
-
-    from riskcockpit.streams import topics
+    from riskcockpit.ground.kafka import client_configs
+    from riskcockpit.ground import topics
 
     source = f"labels:{getpass.getuser()}:{file.name}"  # who ran it, from the OS, never from the file
     at = datetime.now(UTC).isoformat(timespec="milliseconds")

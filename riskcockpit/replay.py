@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from riskcockpit.backtest import Loaded
-from riskcockpit.streams.contract import Transaction
+from riskcockpit.ground.contract import Transaction
 
 _SPEED = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*x\s*$", re.IGNORECASE)
 
@@ -58,7 +58,7 @@ def paced(items: Iterable[tuple[int, dict]], factor: float | None,
 def replay(loaded: Loaded, bootstrap: str, speed: str = "max", show_progress: bool = True,
            topic: str | None = None) -> int:
     """Produce ``loaded``'s valid transactions; returns how many were sent."""
-    from riskcockpit.streams import topics
+    from riskcockpit.ground import topics
     from riskcockpit.streams.producer import produce
 
     factor = parse_speed(speed)

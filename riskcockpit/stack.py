@@ -16,9 +16,10 @@ import time
 
 from rich.console import Console
 
-from riskcockpit.broker import EmbeddedBroker, ensure_topics, port_open
-from riskcockpit.settings import Settings
-from riskcockpit.streams import topics
+from riskcockpit.broker import EmbeddedBroker, port_open
+from riskcockpit.ground.kafka import ensure_topics
+from riskcockpit.ground.settings import Settings
+from riskcockpit.ground import topics
 
 console = Console(stderr=True)
 

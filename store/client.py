@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from riskcockpit.settings import Settings
+from riskcockpit.ground.settings import Settings
 
 
 class StoreUnavailable(RuntimeError):

@@ -7,9 +7,8 @@ import threading
 
 from kafka import KafkaProducer
 
-from riskcockpit.broker import client_configs
-
-from riskcockpit.streams import topics
+from riskcockpit.ground.kafka import client_configs
+from riskcockpit.ground import topics
 
 
 class ActionPublisher:

@@ -6,7 +6,7 @@ learn from the features *the worker* computed when it scored it, and the entity 
 transaction *the worker* received, never from what the disposition's sender says they were
 (anyone who can write to ``risk.dispositions`` could otherwise feed the models any numbers).
 So each decision is kept in the changelog-backed table ``decisions``, keyed by its id
-(:func:`riskcockpit.streams.contract.decision_id`: two accounts may use one ``tx_id``), in
+(:func:`riskcockpit.ground.contract.decision_id`: two accounts may use one ``tx_id``), in
 the account's partition, where its dispositions arrive. Each row also remembers the label it
 was taught, so a repeated or redelivered label teaches once, and the score record it was
 published as, so a transaction redelivered after more of its account's transactions than the
@@ -33,7 +33,7 @@ TX_FIELDS = ("tx_id", "ts", "account_id", "amount", "direction", "merchant_id", 
 
 def encode(partition: int, record: dict[str, Any], tx, label: str | None = None) -> str:
     """One row: the partition, then the decision's features and its transaction (a
-    :class:`riskcockpit.streams.contract.Transaction`) as the contract's JSON."""
+    :class:`riskcockpit.ground.contract.Transaction`) as the contract's JSON."""
     get = tx.__dict__.get  # not model_dump: a quarter of the cost (orjson writes the datetime as ISO-8601)
     body = {"features": record["features"], "tx": {k: v for k in TX_FIELDS if (v := get(k)) is not None},
             "label": label, "published": {k: v for k, v in record.items() if k != "features"}}
@@ -43,7 +43,7 @@ def encode(partition: int, record: dict[str, Any], tx, label: str | None = None)
 def decode(row: str) -> dict[str, Any]:
     """A row's decision: ``features``, ``tx`` (the contract's JSON) and ``label``.
 
-    >>> from riskcockpit.streams.contract import parse_transaction
+    >>> from riskcockpit.ground.contract import parse_transaction
     >>> tx = parse_transaction(b'{"tx_id": "t1", "ts": "2026-01-01T00:00:00Z", "account_id": "A", "amount": 3.5}')
     >>> row = encode(2, {"features": {"log_amount": 1.5}}, tx)
     >>> row.split(" ")[0], decode(row)["features"], decode(row)["tx"]["amount"], decode(row)["label"]

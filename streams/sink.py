@@ -21,11 +21,11 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
-from riskcockpit.broker import client_configs, ensure_topics, subscribe
-from riskcockpit.settings import Settings
+from riskcockpit.ground.kafka import client_configs, ensure_topics, subscribe
+from riskcockpit.ground.settings import Settings
 from riskcockpit.store.migrate import migrate
-from riskcockpit.streams import topics
-from riskcockpit.streams.contract import decision_id
+from riskcockpit.ground import topics
+from riskcockpit.ground.contract import decision_id
 
 log = logging.getLogger("riskcockpit.sink")
 

@@ -3,7 +3,7 @@
 Read top to bottom, this is the pipeline of one transaction:
 
 1. ``transactions`` (or ``transactions.repartition``) delivers raw bytes.
-2. :func:`riskcockpit.streams.contract.parse_transaction` validates them; a bad record goes to
+2. :func:`riskcockpit.ground.contract.parse_transaction` validates them; a bad record goes to
    ``transactions.dlq`` byte-for-byte, with the reason and its source offset in headers.
 3. A record on the wrong partition for its account (no key, another key, or a producer
    whose partitioner differs from Kafka's murmur2) is forwarded to ``transactions.repartition``
@@ -69,10 +69,11 @@ from faust.types import TP
 from riskcockpit.indicators.base import ENTITY_FIELDS, Signal
 from riskcockpit.indicators.models import ModelSet
 from riskcockpit.indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
-from riskcockpit.runtime import tune_gc
-from riskcockpit.settings import Settings
-from riskcockpit.streams import faust_seek, topics
-from riskcockpit.streams.contract import InvalidRecord, decision_id, parse_transaction
+from riskcockpit.ground.runtime import tune_gc
+from riskcockpit.ground.settings import Settings
+from riskcockpit.ground import topics
+from riskcockpit.streams import faust_seek
+from riskcockpit.ground.contract import InvalidRecord, decision_id, parse_transaction
 from riskcockpit.streams.decisions import DecisionLog
 
 log = logging.getLogger("riskcockpit.worker")
@@ -460,7 +461,7 @@ def disposition_of(value: bytes | None) -> dict:
     >>> disposition_of(b'{"tx_id": "t1", "label": "fraud"}')
     Traceback (most recent call last):
     ...
-    riskcockpit.streams.contract.InvalidRecord: label: 'fraud' is not confirmed_fraud or false_positive
+    riskcockpit.ground.contract.InvalidRecord: label: 'fraud' is not confirmed_fraud or false_positive
     """
     try:
         item = json.loads(value) if value is not None else None
@@ -490,8 +491,7 @@ def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
     starts: its entity's transactions were never scored). Made here, they exist before Faust
     looks, compacted as Faust would make them.
     """
-    from riskcockpit.broker import ensure_topics
-
+    from riskcockpit.ground.kafka import ensure_topics
     ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
     ensure_topics(settings.kafka.servers, settings.kafka.partitions,
                   (*topics.COMPACTED, *(table.changelog_topic.get_topic_name() for table in app.tables.values())),
@@ -523,12 +523,12 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     publish_config(settings, app.scorer)
     tune_gc()
     # Faust's consumer runs in a thread of its own and hands fetched records to this one; while
-    # a batch is scored, each handover waited up to the switch interval (5 ms by default) for
-    # the GIL. p99 latency at 500 tx/s: 45-53 ms with 1 ms, 67-1,732 ms with 5 ms.
+    # a batch is scored, each handover waits up to the switch interval for the GIL, and Python's
+    # default interval put whole seconds into the worst decision latencies.
     sys.setswitchinterval(0.001)
     log.info("scoring config %s, %d indicators", app.scorer.config_hash, len(app.scorer.indicators))
-    # aiokafka formats a debug record for every produce request unless told otherwise (6 % of a
-    # worker's time was spent there).
+    # aiokafka formats a debug record for every produce request unless told otherwise, a
+    # visible share of a worker's time.
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
     sys.argv = ["riskcockpit-worker", "worker", "--loglevel", loglevel,

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from kafka import KafkaConsumer
 
-from riskcockpit.streams import topics
+from riskcockpit.ground import topics
 from riskcockpit.streams.actions import ActionPublisher
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes

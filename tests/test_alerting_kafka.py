@@ -28,7 +28,7 @@ from riskcockpit.alerting.signing import verify
 from riskcockpit.alerting.testing import RecordingReceiver
 from conftest import wait_for
 from riskcockpit.cli import Context
-from riskcockpit.streams import topics
+from riskcockpit.ground import topics
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 
@@ -211,7 +211,7 @@ receivers:
 
 def test_outage_loses_nothing_dead_letters_and_audits(fresh_kafka, receiver, services, env, monkeypatch):
     from riskcockpit.audit import fetch
-    from riskcockpit.settings import load_settings
+    from riskcockpit.ground.settings import load_settings
     from riskcockpit.store import queries
     from riskcockpit.store.client import connect
     from riskcockpit.streams.sink import Sink

@@ -26,7 +26,7 @@ from riskcockpit.alerting.routing import Router
 from riskcockpit.alerting.signing import (dingtalk_sign, feishu_sign, notification_id, signature, signed_headers, verify)
 from riskcockpit.alerting.silences import SilenceSet, expired, new_silence
 from riskcockpit.alerting.templates import Message, fit
-from riskcockpit.settings import ConfigError
+from riskcockpit.ground.settings import ConfigError
 
 T0 = 1_800_000_000.0  # a fixed "now" for the notifier
 
@@ -519,7 +519,7 @@ def test_open_alerts_are_bounded_but_duties_are_kept():
 def test_the_sink_maps_silence_changes_and_delivery_attempts_to_rows():
     from types import SimpleNamespace
 
-    from riskcockpit.streams import topics
+    from riskcockpit.ground import topics
     from riskcockpit.streams.sink import DELIVERY_COLUMNS, SILENCE_COLUMNS, rows_by_table
 
     now = datetime.now(UTC)

@@ -16,8 +16,8 @@ from conftest import wait_for
 from riskcockpit import backtest as bt
 from riskcockpit.cli import cli
 from riskcockpit.labels import attach, load_label_mapping, load_labels
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from riskcockpit.streams import topics
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground import topics
 from riskcockpit.streams.generator import SyntheticStream
 
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config

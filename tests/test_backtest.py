@@ -29,9 +29,9 @@ from riskcockpit import backtest as bt
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import backtest, replay
 from riskcockpit.replay import paced, parse_speed
-from riskcockpit.streams.contract import parse_transaction
+from riskcockpit.ground.contract import parse_transaction
 from riskcockpit.streams.generator import SyntheticStream
-from riskcockpit.streams.topics import owning_partition
+from riskcockpit.ground.topics import owning_partition
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -547,7 +547,7 @@ def test_cli_backtest_names_partitions_and_processes(tmp_path):
 
 def _active_config():
     from riskcockpit.indicators.scoring import load_scoring_config
-    from riskcockpit.settings import DEFAULT_CONFIG_DIR
+    from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
     return load_scoring_config(DEFAULT_CONFIG_DIR)
 

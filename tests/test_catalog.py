@@ -18,7 +18,7 @@ from riskcockpit.indicators.base import REGISTRY, DurationMs, Indicator, Params
 from riskcockpit import catalog
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import indicators_group
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "indicators.md"

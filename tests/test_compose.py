@@ -150,7 +150,6 @@ def test_kafka_is_the_secured_embedded_broker(services):
 
 def test_every_component_has_its_own_principal_and_a_password_compose_requires(services):
     from riskcockpit.broker import OPERATOR, grants
-
     handed = services["kafka"]["environment"]
     for principal in (OPERATOR, *grants()):
         assert handed[f"RISKCOCKPIT_KAFKA_PASSWORD_{principal.upper()}"].startswith(
@@ -224,7 +223,6 @@ def _clean_env() -> dict[str, str]:
     """Drop overrides from the caller's shell so Compose uses the file's defaults; the Kafka
     passwords, which have none, as a deployment's docker/.env would give them."""
     from riskcockpit.broker import OPERATOR, grants
-
     prefixes = ("RISKCOCKPIT_", "CLICKHOUSE_", "KAFKA_", "COMPOSE_", "GENERATOR_")
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | {
         f"KAFKA_{p.upper()}_PASSWORD": f"{p}-secret" for p in (OPERATOR, *grants())}

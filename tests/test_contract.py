@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from riskcockpit.streams.contract import InvalidRecord, parse_transaction
+from riskcockpit.ground.contract import InvalidRecord, parse_transaction
 
 GOOD = {"tx_id": "t1", "ts": "2026-11-22T10:00:00+08:00", "account_id": "A1", "amount": 12.5}
 

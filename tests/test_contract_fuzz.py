@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskcockpit.streams.contract import EARLIEST, MAX_AMOUNT, InvalidRecord, Transaction, parse_transaction
+from riskcockpit.ground.contract import EARLIEST, MAX_AMOUNT, InvalidRecord, Transaction, parse_transaction
 
 GOOD = {"tx_id": "t1", "ts": 1767225600000, "account_id": "A1", "amount": 12.5, "merchant_id": "M1",
         "channel": "card", "country": "CN", "currency": "CNY", "lat": 31.2, "lon": 121.5, "ip": "10.0.0.1",

@@ -19,7 +19,7 @@ import pytest
 from dash_client import call
 from riskcockpit.dashboard import i18n
 from riskcockpit.dashboard.app import create_app
-from riskcockpit.settings import load_settings
+from riskcockpit.ground.settings import load_settings
 from riskcockpit.store import queries
 from riskcockpit.store.client import connect
 from riskcockpit.store.migrate import migrate

@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 from conftest import wait_for
 from dash_client import LiveServer, call
 from riskcockpit.broker import free_port
-from riskcockpit.streams import topics
+from riskcockpit.ground import topics
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 import pytest
 
-from riskcockpit.broker import ensure_topics
+from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.streams.faust_seek import seek_to_committed
 from riskcockpit.streams.producer import producer
 

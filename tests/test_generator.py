@@ -106,7 +106,7 @@ def test_normal_arrivals_follow_the_configured_rate(txs, stream):
 
 
 def test_records_are_json_and_pass_the_transaction_contract():
-    contract = pytest.importorskip("riskcockpit.streams.contract")
+    contract = pytest.importorskip("riskcockpit.ground.contract")
     # The contract rejects timestamps more than a day ahead of the wall clock.
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
     for tx in SyntheticStream(seed=3, start=start, fraud_share=0.05).take(20_000):

@@ -20,7 +20,7 @@ from riskcockpit.indicators.geo import GeoDistanceFromHome, HighRiskCountry, Imp
 from riskcockpit.indicators.scoring import load_scoring_config
 from riskcockpit.indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
 from riskcockpit.catalog import stress_state
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
 NEW = [AmountVelocityBaseline, RapidSuccession, AmountEwmaRatio, MaxMultiple, RoundAmount, FanIn, FanOut,
        HighRiskMcc, NewMerchant, ImpossibleTravel, GeoDistanceFromHome, HighRiskCountry, UnusualChannel, NewIpPrefix,
@@ -434,7 +434,7 @@ def test_the_evaluator_loop_says_and_learns_what_each_indicator_evaluated_alone_
 
     from riskcockpit.indicators.base import Evaluator
     from riskcockpit.indicators.scoring import Scorer
-    from riskcockpit.streams.contract import Transaction
+    from riskcockpit.ground.contract import Transaction
     from riskcockpit.streams.generator import SyntheticStream
 
     scorer = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR))

@@ -79,7 +79,7 @@ def test_a_column_the_file_lacks_is_named(tmp_path, mapping):
 
 def _with_models():
     """The default scoring config: the supervised model learns what is fed back."""
-    from riskcockpit.settings import DEFAULT_CONFIG_DIR
+    from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
     from riskcockpit.indicators.scoring import load_scoring_config
 

@@ -23,11 +23,11 @@ from kafka.errors import CoordinatorNotAvailableError
 
 from conftest import crashed_agent, wait_for
 from riskcockpit.indicators.scoring import ScoringConfig, load_scoring_config, recompute
-from riskcockpit.broker import ensure_topics
-from riskcockpit.settings import load_settings
+from riskcockpit.ground.kafka import ensure_topics
+from riskcockpit.ground.settings import load_settings
 from riskcockpit.store.client import connect
 from riskcockpit.store.migrate import migrate
-from riskcockpit.streams import topics
+from riskcockpit.ground import topics
 from riskcockpit.streams.generator import SyntheticStream
 from riskcockpit.streams.sink import Sink
 
@@ -395,7 +395,7 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
 
     import yaml
 
-    from riskcockpit.settings import DEFAULT_CONFIG_DIR
+    from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
     config_dir = tmp_path / "config"
     shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)

@@ -18,8 +18,6 @@ from riskcockpit.alerting.signing import verify
 from riskcockpit.alerting.testing import RecordingReceiver
 from conftest import crashed_agent, wait_for
 from riskcockpit.broker import free_port, port_open
-
-
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 SECRET = "run-test-secret"

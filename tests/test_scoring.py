@@ -8,8 +8,8 @@ import pytest
 
 from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.scoring import ScoringConfig, Scorer, load_scoring_config, recompute
-from riskcockpit.settings import DEFAULT_CONFIG_DIR
-from riskcockpit.streams.contract import Transaction
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.contract import Transaction
 from riskcockpit.streams.generator import SyntheticStream
 
 

@@ -13,7 +13,7 @@ from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
 from conftest import wait_for
 from riskcockpit.broker import EmbeddedBroker, free_port
-from riskcockpit.streams import topics
+from riskcockpit.ground import topics
 from riskcockpit.streams.generator import SyntheticStream
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from riskcockpit.indicators.scoring import load_scoring_config
-from riskcockpit.settings import DEFAULT_CONFIG_DIR, ConfigError, load_settings
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR, ConfigError, load_settings
 
 
 @pytest.fixture

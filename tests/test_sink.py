@@ -10,7 +10,7 @@ import pytest
 
 from conftest import wait_for
 from riskcockpit.store.migrate import migrate
-from riskcockpit.streams import topics
+from riskcockpit.ground import topics
 from riskcockpit.streams.sink import Sink, rows_by_table
 
 
@@ -126,7 +126,7 @@ def test_a_store_outage_commits_nothing_past_what_was_stored_and_the_sink_resume
     is back every record is stored exactly once, by the same sink, without a restart."""
     from kafka import KafkaAdminClient, KafkaProducer
 
-    from riskcockpit.settings import load_settings
+    from riskcockpit.ground.settings import load_settings
     from riskcockpit.store.client import connect
 
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)

@@ -18,7 +18,6 @@ import requests
 
 from conftest import crashed_agent, wait_for
 from riskcockpit.broker import free_port, port_open
-
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +66,18 @@ def test_the_wheel_is_one_package_with_its_data(installed):
                     "riskcockpit/kafka_release/pom.xml", "riskcockpit/streams/worker.py"):
         assert shipped in names, shipped
 
+
+
+def test_the_layers_hold_on_the_installed_package(installed):
+    """pyproject.toml's import-linter contract: each floor imports only those below it. Checked on
+    the installed wheel, where the package is one folder tree the import graph can walk."""
+    _, bin_dir, elsewhere, env = installed
+    lint = subprocess.run([str(bin_dir / "python"), "-c", "import sys; from importlinter.cli import "
+                           "lint_imports_command; sys.exit(lint_imports_command.main(sys.argv[1:]))",
+                           str(REPO / "pyproject.toml")], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout[-4000:] + lint.stderr[-2000:]
+    assert "1 kept, 0 broken" in lint.stdout
 
 def test_the_installed_cli_lists_the_library_from_another_folder(installed):
     _, bin_dir, elsewhere, env = installed

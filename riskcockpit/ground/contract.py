@@ -21,7 +21,7 @@ producer must keep ``tx_id`` unique within an account; two accounts may reuse on
 >>> parse_transaction(b'{"tx_id":"t1","ts":1767225600000,"account_id":"A1","amount":-3}')
 Traceback (most recent call last):
 ...
-riskcockpit.streams.contract.InvalidRecord: amount: Input should be greater than 0 (got -3)
+riskcockpit.ground.contract.InvalidRecord: amount: Input should be greater than 0 (got -3)
 """
 
 from __future__ import annotations
