@@ -4,7 +4,8 @@ One mechanism, several fields: each indicator remembers the entity's last ``memo
 values with when they were first seen. A value is new if unseen, and stays "fresh" for
 ``fresh`` after its first use, so a whole burst from a fraudster's new device hits, not only
 its first transaction. It hits only once the entity had habits (``min_history``) before.
-"""
+
+The indicators built on it live in their families' modules."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.base import DurationMs, Indicator, Params, Signal
 from riskcockpit.indicators.support import Plain, new_signal
 
 
@@ -65,59 +66,3 @@ class Novelty(Indicator):
             seen.append([value, tx.ts_ms, n])
             del seen[: -self.p.memory]
         state["n"] = n + 1
-
-
-@register
-class NewCounterparty(Novelty):
-    """A counterparty the account has not paid or been paid by before.
-
-    >>> from riskcockpit.indicators.base import tx_at
-    >>> ind, state = NewCounterparty(min_history=2, fresh=0), {}
-    >>> [ind.evaluate(state, tx_at(m, counterparty_id=c)).hit for m, c in enumerate("aabac")]
-    [False, False, True, False, True]
-    >>> ind.evaluate(state, tx_at(9)).reason
-    'not applicable: no counterparty_id'
-    """
-
-    name = "new_counterparty"
-    family = "counterparty"
-    typology = "payments to a fraudster's or mule's account"
-    requires = ("counterparty_id",)
-    field = "counterparty_id"
-
-
-@register
-class NewDevice(Novelty):
-    """A device the account has not used before.
-
-    >>> from riskcockpit.indicators.base import tx_at
-    >>> ind, state = NewDevice(min_history=1, fresh="30m"), {}
-    >>> [ind.evaluate(state, tx_at(m, device_id=d)).hit for m, d in enumerate("aabb")]
-    [False, False, True, True]
-    >>> ind.evaluate(state, tx_at(90, device_id="b")).reason
-    'known device_id'
-
-    """
-
-    name = "new_device"
-    family = "device_geo"
-    typology = "account takeover from a fraudster's device"
-    requires = ("device_id",)
-    field = "device_id"
-
-
-@register
-class NewCountry(Novelty):
-    """A country the account has not transacted from before.
-
-    >>> from riskcockpit.indicators.base import tx_at
-    >>> ind, state = NewCountry(min_history=2), {}
-    >>> [ind.evaluate(state, tx_at(m, country=c)).hit for m, c in enumerate(["CN", "CN", "CN", "RU"])]
-    [False, False, False, True]
-    """
-
-    name = "new_country"
-    family = "device_geo"
-    typology = "account takeover from abroad, compromised card used cross-border"
-    requires = ("country",)
-    field = "country"

@@ -35,7 +35,9 @@ from bisect import bisect_right, insort
 from itertools import pairwise
 from operator import itemgetter
 
-from riskcockpit.indicators.base import Signal, new_signal  # noqa: F401  (re-exported for the family modules)
+from pydantic import Field
+
+from riskcockpit.indicators.base import DurationMs, Params, Signal, new_signal  # noqa: F401  (Signal, new_signal: re-exported for the family modules)
 
 _TIME = itemgetter(0)
 
@@ -185,3 +187,22 @@ def tally(state: dict, value: str, max_count: int, max_values: int) -> None:
                 del counts[key]
         n = sum(counts.values())
     state["n"] = n
+
+
+# What several accounts do at one entity (a device, a beneficiary): kept per entity, in its stage.
+class SharedParams(Params):
+    window: DurationMs = Field(86_400_000, description="sliding window")
+    accounts: int = Field(3, ge=2, description="hit at this many distinct accounts in the window, this one included")
+    cap: int = Field(50, ge=2, description="accounts kept per entity (bounds state)")
+
+
+def distinct_accounts(state, tx, window: int) -> int:
+    horizon = tx.ts_ms - window
+    return len({e[1] for e in state.get("e", ()) if e[0] > horizon} | {tx.account_id})
+
+
+def remember_account(state, tx, window: int, cap: int) -> None:
+    events = state.setdefault("e", [])
+    # One entry per account (its latest time): the window counts accounts, not transactions.
+    events[:] = [e for e in events if e[1] != tx.account_id]
+    add_event(events, [tx.ts_ms, tx.account_id], window, cap)

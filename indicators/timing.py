@@ -1,10 +1,11 @@
-"""Time: when an entity acts, against its own daily rhythm."""
+"""Time: when an entity acts, against its own daily rhythm; accounts that wake up after a long
+sleep, or start their life with a large move."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import Indicator, Params, register
+from riskcockpit.indicators.base import DurationMs, Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.support import Plain, new_signal, short_history
 
 
@@ -61,3 +62,127 @@ class UnusualHour(Indicator):
         hours[self._hour(tx)] += 1
         if sum(hours) > self.p.max_count:
             hours[:] = [h // 2 for h in hours]
+
+
+DAY_MS = 86_400_000
+
+
+class DormantReactivationParams(Params):
+    idle: DurationMs = Field(90 * DAY_MS,
+        description="hit when the entity was silent at least this long before this transaction")
+    fresh: DurationMs = Field(3_600_000,
+        description="transactions this soon after the reactivation count as well, so the whole burst hits")
+
+
+@register
+class DormantReactivation(Indicator):
+    """A transaction after a long silence; value = days idle before the reactivation.
+
+    Bought or taken-over dormant accounts are emptied or used as mules within hours of
+    waking up, so the transactions shortly after the first one hit too.
+
+    >>> from riskcockpit.indicators.base import tx_at
+    >>> ind, state = DormantReactivation(idle="90d", fresh="1h"), {}
+    >>> ind.evaluate(state, tx_at(0)).value is None
+    True
+    >>> day = 1440
+    >>> [ind.evaluate(state, tx_at(m)).value for m in (10 * day, 110 * day, 110 * day + 30, 110 * day + 90)]
+    [10.0, 100.0, 100.0, 0.04]
+    """
+
+    name = "dormant_reactivation"
+    family = "time"
+    typology = "takeover or sale of a dormant account, sleeper mule accounts"
+    Params = DormantReactivationParams
+    state_doc = ("`last`: the latest transaction time; `woke`, `idle`: when the entity last woke up and how long it "
+                 "had been silent before (ms).")
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._first = Signal(self.name, None, False, "no earlier transaction")
+
+    def score_one(self, state, tx):
+        last = state.get("last")
+        if last is None:
+            return self._first
+        now, woke = tx.ts_ms, state.get("woke")
+        if woke is not None and woke <= now < woke + self.p.fresh:
+            days = state["idle"] / DAY_MS
+            reason = f"account woke up {(now - woke) // 60_000} min ago after {days:,.0f} days idle"
+            return new_signal((self.name, round(days, 2), True, reason))
+        # A late event was not idle: the entity acted after it already.
+        idle = now - last if now > last else 0
+        days = idle / DAY_MS
+        hit = idle >= self.p.idle
+        return new_signal((self.name, round(days, 2), hit,
+                           f"{days:,.0f} days since the previous transaction" if hit else NO_HIT))
+
+    def learn_one(self, state, tx):
+        now, last = tx.ts_ms, state.get("last")
+        if last is None:
+            state["last"] = now
+        else:
+            if now - last >= self.p.idle:
+                state["woke"], state["idle"] = now, now - last
+            if now > last:
+                state["last"] = now
+
+
+class FirstActivityLargeParams(Params):
+    first: int = Field(3, ge=1, description="the entity's first this many transactions are watched")
+    amount: float = Field(3_000.0, gt=0, description="hit at or above this amount (own currency)")
+    debits_only: bool = Field(True,
+        description="only money leaving counts: a large first deposit is how accounts are funded")
+    exempt_channels: tuple[str, ...] = Field(("branch",),
+        description="channels with an identity check in person, where a large first withdrawal is not a remote "
+                    "takeover")
+
+
+@register
+class FirstActivityLarge(Indicator):
+    """One of an entity's first transactions moves a large amount out at once.
+
+    A new account, or one never seen active, that starts with a large debit: typical of
+    accounts opened or bought to receive and pass on fraud money, and of dormant accounts
+    taken over with no history to compare against. Unlike most indicators it can hit on the
+    entity's very first transaction: having no history is the point. Note that on a cold
+    start (empty state) every account is new; warm the state from history first.
+
+    >>> from riskcockpit.indicators.base import tx_at
+    >>> ind, state = FirstActivityLarge(first=2, amount=1000), {}
+    >>> [ind.evaluate(state, tx_at(m, a, direction="debit")).hit for m, a in enumerate([5000, 100, 5000])]
+    [True, False, False]
+    >>> ind.evaluate({}, tx_at(0, 5000, direction="credit")).reason
+    'a credit'
+    """
+
+    name = "first_activity_large"
+    family = "time"
+    typology = "dormant or newly opened account taken over or used as a mule, bust-out"
+    Params = FirstActivityLargeParams
+    state_doc = "`n`: transactions seen, counted up to `first` only."
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.p = Plain(self.params)
+        self._established = Signal(self.name, None, False, "established account")
+        self._credit = Signal(self.name, 0.0, False, "a credit")
+
+    def score_one(self, state, tx):
+        n, p = state.get("n", 0), self.p
+        if n >= p.first:
+            return self._established
+        if p.debits_only and tx.direction == "credit":
+            return self._credit
+        if tx.channel in p.exempt_channels:
+            return new_signal((self.name, 0.0, False, f"in person ({tx.channel})"))
+        amount = tx.amount
+        hit = amount >= p.amount
+        return new_signal((self.name, amount, hit,
+                           f"transaction {n + 1} of a new account moves {amount:,.2f} out" if hit else NO_HIT))
+
+    def learn_one(self, state, tx):
+        n = state.get("n", 0)
+        if n < self.p.first:
+            state["n"] = n + 1  # the count stops growing: only "still new or not" matters

@@ -10,7 +10,8 @@ from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.aml import PassThrough
 from riskcockpit.indicators.amount import AmountZScore, LargeAmount, Structuring
 from riskcockpit.indicators.card_testing import DeclineRatio, SmallAmountBurst
-from riskcockpit.indicators.novelty import NewCountry, NewCounterparty, NewDevice
+from riskcockpit.indicators.counterparty import NewCounterparty
+from riskcockpit.indicators.device_geo import NewCountry, NewDevice
 from riskcockpit.indicators.timing import UnusualHour
 from riskcockpit.indicators.velocity import AmountVelocity, CountVelocity
 

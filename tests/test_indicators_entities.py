@@ -5,7 +5,8 @@ from collections import defaultdict
 
 from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
-from riskcockpit.indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
+from riskcockpit.indicators.counterparty import CounterpartyFanIn, MerchantCompromise
+from riskcockpit.indicators.device_geo import DeviceShared
 
 DAY_MINUTES = 24 * 60
 

@@ -9,16 +9,17 @@ import pytest
 from pydantic import ValidationError
 
 from riskcockpit.indicators import REGISTRY
-from riskcockpit.indicators.aml_flows import BalanceDrain, CashIntensity, CrossBorderRatio
-from riskcockpit.indicators.amount_profile import AmountEwmaRatio, MaxMultiple, RoundAmount
+from riskcockpit.indicators.aml import BalanceDrain, CashIntensity, CrossBorderRatio
+from riskcockpit.indicators.amount import AmountEwmaRatio, MaxMultiple, RoundAmount
 from riskcockpit.indicators.base import tx_at
-from riskcockpit.indicators.bursts import AmountVelocityBaseline, RapidSuccession
-from riskcockpit.indicators.card_probing import DeclinedThenApproved, DistinctMerchantsSmall
+from riskcockpit.indicators.velocity import AmountVelocityBaseline, RapidSuccession
+from riskcockpit.indicators.card_testing import DeclinedThenApproved, DistinctMerchantsSmall
 from riskcockpit.indicators.counterparty import FanIn, FanOut, HighRiskMcc, NewMerchant
-from riskcockpit.indicators.dormancy import DormantReactivation, FirstActivityLarge
-from riskcockpit.indicators.geo import GeoDistanceFromHome, HighRiskCountry, ImpossibleTravel, NewIpPrefix, UnusualChannel
+from riskcockpit.indicators.timing import DormantReactivation, FirstActivityLarge
+from riskcockpit.indicators.device_geo import GeoDistanceFromHome, HighRiskCountry, ImpossibleTravel, NewIpPrefix, UnusualChannel
 from riskcockpit.indicators.scoring import load_scoring_config
-from riskcockpit.indicators.shared import CounterpartyFanIn, DeviceShared, MerchantCompromise
+from riskcockpit.indicators.counterparty import CounterpartyFanIn, MerchantCompromise
+from riskcockpit.indicators.device_geo import DeviceShared
 from riskcockpit.catalog import stress_state
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 

@@ -1,4 +1,5 @@
-"""Device, geography and channel: where the entity acts from, and through which door."""
+"""Device, geography and channel: where the entity acts from, and through which door; devices
+and countries it never used; one device shared by several accounts."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import NO_HIT, DurationMs, Indicator, Params, Signal, register
+from riskcockpit.indicators.base import DurationMs, Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.novelty import Novelty, NoveltyParams
-from riskcockpit.indicators.support import Plain, new_signal, short_history, tally
+from riskcockpit.indicators.support import Plain, SharedParams, distinct_accounts, new_signal, remember_account, short_history, tally
+
 
 EARTH_RADIUS_KM = 6371.0
+
+
 _TIME = itemgetter(0)
 
 
@@ -331,3 +335,74 @@ class NewIpPrefix(Novelty):
 
     def _value(self, tx):
         return ip_prefix(tx.ip, self.p.ipv4_prefix, self.p.ipv6_prefix)
+
+
+@register
+class NewDevice(Novelty):
+    """A device the account has not used before.
+
+    >>> from riskcockpit.indicators.base import tx_at
+    >>> ind, state = NewDevice(min_history=1, fresh="30m"), {}
+    >>> [ind.evaluate(state, tx_at(m, device_id=d)).hit for m, d in enumerate("aabb")]
+    [False, False, True, True]
+    >>> ind.evaluate(state, tx_at(90, device_id="b")).reason
+    'known device_id'
+
+    """
+
+    name = "new_device"
+    family = "device_geo"
+    typology = "account takeover from a fraudster's device"
+    requires = ("device_id",)
+    field = "device_id"
+
+
+@register
+class NewCountry(Novelty):
+    """A country the account has not transacted from before.
+
+    >>> from riskcockpit.indicators.base import tx_at
+    >>> ind, state = NewCountry(min_history=2), {}
+    >>> [ind.evaluate(state, tx_at(m, country=c)).hit for m, c in enumerate(["CN", "CN", "CN", "RU"])]
+    [False, False, False, True]
+    """
+
+    name = "new_country"
+    family = "device_geo"
+    typology = "account takeover from abroad, compromised card used cross-border"
+    requires = ("country",)
+    field = "country"
+
+
+@register
+class DeviceShared(Indicator):
+    """One device used by several accounts within the window.
+
+    People rarely share phones across bank accounts; a fraudster working through a list of
+    taken-over accounts, or a mule herder operating recruits' accounts, does.
+
+    >>> from riskcockpit.indicators.base import tx_at
+    >>> ind, state = DeviceShared(window="24h", accounts=3), {}
+    >>> [ind.evaluate(state, tx_at(m, device_id="D9", account_id=a)).value for m, a in enumerate("AABC")]
+    [1.0, 1.0, 2.0, 3.0]
+    >>> ind.evaluate(state, tx_at(5, device_id="D9", account_id="D")).reason
+    'device D9: 4 accounts within 24h'
+    >>> ind.evaluate(state, tx_at(60 * 30, device_id="D9", account_id="A")).value  # a day later
+    1.0
+    """
+
+    name = "device_shared"
+    family = "device_geo"
+    typology = "account takeover rings, mule herding (one device operating many accounts)"
+    entity = "device"
+    requires = ("device_id",)
+    Params = SharedParams
+    state_doc = "per device: `e`: [latest time, account] per account seen in the window, at most `cap`."
+
+    def score_one(self, state, tx):
+        n = distinct_accounts(state, tx, self.params.window)
+        return self.signal(float(n), n >= self.params.accounts,
+                           lambda: f"device {tx.device_id}: {n} accounts within {self.params.window // 3_600_000}h")
+
+    def learn_one(self, state, tx):
+        remember_account(state, tx, self.params.window, self.params.cap)
