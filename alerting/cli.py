@@ -122,7 +122,7 @@ def alerting():
 def alerting_check(ctx, file):
     """Validate FILE (default: alerting.yaml in the config folder); errors name file and line."""
     from riskcockpit.alerting import config as alerting_config
-    from riskcockpit.alerting.durations import format_duration
+    from riskcockpit.ground.durations import format_duration
     from riskcockpit.alerting.routing import Router
 
     if file is None:
@@ -149,7 +149,7 @@ def alerting_check(ctx, file):
 @click.pass_context
 def alerting_route(ctx, file, tier, labels, verbose):
     """Print the receivers an alert with these labels would reach (like amtool config routes test)."""
-    from riskcockpit.alerting.durations import format_duration
+    from riskcockpit.ground.durations import format_duration
     from riskcockpit.alerting.routing import Router
 
     config = _config(_settings(ctx), file)
@@ -250,7 +250,7 @@ def _when(value: str) -> datetime:
 @click.pass_context
 def silence_add(ctx, matchers, more, duration, until, start, author, comment):
     """Mute alerts matching all MATCHERS, e.g. account_id="A42" 'indicator=~"new_.*"'."""
-    from riskcockpit.alerting.durations import parse_duration
+    from riskcockpit.ground.durations import parse_duration
     from riskcockpit.alerting.silences import new_silence
 
     now = datetime.now(UTC)

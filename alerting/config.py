@@ -19,13 +19,12 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from riskcockpit.alerting.durations import parse_duration
+from riskcockpit.ground.durations import parse_duration
 from riskcockpit.alerting.matchers import Matcher
 from riskcockpit.ground.settings import ConfigError
 
 FILE_NAME = "alerting.yaml"
 RECEIVER_TYPES = ("webhook", "slack", "wecom", "dingtalk", "feishu")
-TIERS = {1: "watch", 2: "review", 3: "critical"}
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 MatcherField = Annotated[Matcher, BeforeValidator(lambda v: v if isinstance(v, Matcher) else Matcher.parse(v))]

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from riskcockpit.alerting.durations import format_duration
+from riskcockpit.ground.durations import format_duration
+from riskcockpit.ground.tiers import TIER_NAMES
 
 MAX_LINES = 10
 
 TEXT = {
     "en": {
-        "tiers": {1: "watch", 2: "review", 3: "critical"},
+        "tiers": TIER_NAMES,
         "firing": "{n} new alert(s)", "repeat": "{n} open alert(s), still not acknowledged",
         "escalation": "ESCALATION: {n} alert(s) not acknowledged within {sla}",
         "on": "on", "accounts": "{n} accounts", "account": "account {a}",

@@ -10,37 +10,15 @@ An indicator whose required input is absent says "not applicable" (value ``None`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import partial
 from operator import attrgetter
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from riskcockpit.ground.contract import Transaction
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
-
-
-def parse_duration_ms(value: Any) -> int:
-    """``"10m"`` → 600000. Bare numbers are seconds.
-
-    >>> parse_duration_ms("10m"), parse_duration_ms("1.5h"), parse_duration_ms(30)
-    (600000, 5400000, 30000)
-    """
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 10m, 24h or 7d")
-    if isinstance(value, int | float):
-        return int(value * 1000)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 10m, 24h or 7d")
-    return int(float(match[1]) * _UNIT_MS[match[2]])
-
-
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
 
 
 NO_HIT = "no hit"

@@ -7,7 +7,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Indicator, NO_HIT, Params, Signal, register
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, Signals, add_event, in_window, new_signal, push_event, recent, too_few
 
 

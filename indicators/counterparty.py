@@ -8,7 +8,8 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Indicator, NO_HIT, Params, Signal, register
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.novelty import Novelty
 from riskcockpit.indicators.support import Plain, SharedParams, Signals, add_event, distinct_accounts, in_window, new_signal, remember_account
 

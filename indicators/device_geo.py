@@ -12,7 +12,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Indicator, NO_HIT, Params, Signal, register
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.novelty import Novelty, NoveltyParams
 from riskcockpit.indicators.support import Plain, SharedParams, distinct_accounts, new_signal, remember_account, short_history, tally
 

@@ -14,7 +14,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Indicator, Params, Signal
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import Indicator, Params, Signal
 from riskcockpit.indicators.support import Plain, new_signal
 
 

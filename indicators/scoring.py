@@ -20,7 +20,7 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,10 +30,9 @@ from riskcockpit.indicators.evidence import Tail
 from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, features
 from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
 from riskcockpit.ground.contract import Transaction
+from riskcockpit.ground.tiers import LEVELS, TierName
 
 SCORING_FILE = "indicators.yaml"
-TIER_NAMES = {0: "none", 1: "watch", 2: "review", 3: "critical"}
-LEVELS = {"watch": 1, "review": 2, "critical": 3}
 BUDGET_REASON = "tier_budget"
 # A line drawn under fewer scores than this moves with each new one.
 MIN_ABOVE_LINE = 10
@@ -45,7 +44,7 @@ class Tiers(BaseModel):
     watch: float = Field(30, gt=0, le=100, description="tier 1 from this score")
     review: float = Field(55, gt=0, le=100, description="tier 2 from this score")
     critical: float = Field(75, gt=0, le=100, description="tier 3 from this score")
-    budget: dict[Literal["watch", "review", "critical"], float] = Field(
+    budget: dict[TierName, float] = Field(
         default_factory=dict, description="instead of its floor, a tier for this top share of recent scores, e.g. "
                                           "critical: 0.0005 (the top 0.05 %)")
     budget_window: int = Field(20_000, ge=1000, description="recent scores per partition the shares are taken over")

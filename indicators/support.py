@@ -37,7 +37,8 @@ from operator import itemgetter
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Params, Signal, new_signal  # noqa: F401  (Signal, new_signal: re-exported for the family modules)
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import Params, Signal, new_signal  # noqa: F401  (Signal, new_signal: re-exported for the family modules)
 
 _TIME = itemgetter(0)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from riskcockpit.indicators.base import DurationMs, Indicator, NO_HIT, Params, Signal, register
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.support import Plain, new_signal, short_history
 
 

@@ -68,7 +68,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from riskcockpit.indicators.base import parse_duration_ms
+from riskcockpit.ground.durations import parse_duration_ms
+from riskcockpit.ground.tiers import TIER_NAMES
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
 from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
@@ -742,7 +743,7 @@ def format_comparison(baseline: Result, candidate: Result, baseline_hash: str, c
             lines.append(f"{label:<18} {_num(baseline.metrics[key])} → {_num(candidate.metrics[key])}")
     lines.append((f"{'alert rule':<18} {'baseline':>8}  {'candidate':>9}  {'change':>8} {'':<7}"
                   + (f" {'precision':<15}  recall" if labelled else "")).rstrip())
-    names = {1: "watch", 2: "review", 3: "critical"}
+    names = TIER_NAMES
     for k, volume in change["tiers"].items():
         before, after = volume["baseline"], volume["candidate"]
         relative = f"({(after - before) / before:+.0%})" if before else ""
@@ -766,7 +767,7 @@ def format_metrics(metrics: dict) -> str:
     if "card_precision_at_k" in metrics:
         lines.append(f"card precision@{metrics['k']:<4} {_num(metrics['card_precision_at_k'])}")
     lines.append("alert rule        alerts   share    per day  precision  recall")
-    names = {1: "watch", 2: "review", 3: "critical"}
+    names = TIER_NAMES
     for k, m in metrics["tiers"].items():
         lines.append(f"tier >= {k} {names[int(k)]:<8} {m['alerts']:>7}  {_num(m['alert_share'], '{:>6.2%}')}  "
                      f"{_num(m.get('per_day'), '{:>7.1f}')}  {_num(m['precision']):>9}  {_num(m['recall']):>6}")

@@ -31,7 +31,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 import riskcockpit.indicators  # noqa: F401  (registers the library)
-from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, parse_duration_ms, tx_at
+from riskcockpit.ground.durations import parse_duration_ms
+from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Indicator, tx_at
 
 CONTRACT_REQUIRED = ("tx_id", "ts", "account_id", "amount")
 REGENERATE = "python -m riskcockpit.catalog > docs/indicators.md"

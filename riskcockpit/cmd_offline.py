@@ -97,7 +97,7 @@ def _label_options(command):
 
 
 def _delay_ms(feedback_delay: str) -> int:
-    from riskcockpit.indicators.base import parse_duration_ms
+    from riskcockpit.ground.durations import parse_duration_ms
 
     try:
         delay = parse_duration_ms(feedback_delay)

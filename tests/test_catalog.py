@@ -14,7 +14,8 @@ import yaml
 from click.testing import CliRunner
 from pydantic import Field
 
-from riskcockpit.indicators.base import REGISTRY, DurationMs, Indicator, Params
+from riskcockpit.ground.durations import DurationMs
+from riskcockpit.indicators.base import REGISTRY, Indicator, Params
 from riskcockpit import catalog
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import indicators_group
