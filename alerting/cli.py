@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from riskcockpit.ground.settings import ConfigError, Settings, load_settings
+from riskcockpit.ground.settings import Settings, load_settings
+from riskcockpit.ground.yamlfile import ConfigError
 
 
 def _settings(ctx: click.Context) -> Settings:

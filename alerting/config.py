@@ -1,9 +1,7 @@
 """``config/alerting.yaml``: routes, receivers, inhibition, SLAs; validated at start.
 
-Every problem is reported as ``FILE:LINE: dotted.field: what is wrong``, all problems at once:
-pydantic validates the data, and each error's location is looked up in the YAML node tree
-(``yaml.compose`` keeps the line of every key and item), so a risk officer is sent to the line
-to fix rather than to a field path.
+Every problem is reported as ``FILE:LINE: dotted.field: what is wrong``, all problems at once,
+as for every configuration file (:mod:`riskcockpit.ground.yamlfile`).
 
 Secrets never live in this file: receivers name environment variables (``url_env``,
 ``secret_env``, ``sign_secret_env``) and only the names are validated here.
@@ -16,12 +14,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from riskcockpit.ground.durations import parse_duration
 from riskcockpit.alerting.matchers import Matcher
-from riskcockpit.ground.settings import ConfigError
+from riskcockpit.ground.yamlfile import ConfigError, describe_errors, duplicate_errors, parse_yaml
 
 FILE_NAME = "alerting.yaml"
 RECEIVER_TYPES = ("webhook", "slack", "wecom", "dingtalk", "feishu")
@@ -227,85 +224,18 @@ def _semantic_errors(config: AlertingConfig) -> list[dict]:
     return errors
 
 
-# ---------------------------------------------------------------- YAML with line numbers
-
-class _Lines:
-    """Line numbers (1-based) of every key and item in a YAML document, by path."""
-
-    def __init__(self, root: yaml.Node | None):
-        self.lines: dict[tuple, int] = {}
-        self.duplicates: list[tuple[tuple, int]] = []
-        if root is not None:
-            self._walk(root, ())
-
-    def _walk(self, node: yaml.Node, path: tuple) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key, value in node.value:
-                name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
-                if name in seen:
-                    self.duplicates.append((path + (name,), key.start_mark.line + 1))
-                seen.add(name)
-                self.lines[path + (name,)] = key.start_mark.line + 1
-                # An item's own line is where its key is written, not where its value starts.
-                self._walk(value, path + (name,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._walk(item, path + (i,))
-
-    def line(self, loc: tuple) -> int | None:
-        path: tuple = ()
-        best = self.lines.get((), None)
-        for part in loc:
-            candidate = path + (part,)
-            if candidate not in self.lines:
-                # pydantic adds the alias or a type tag to some locations: skip what is not in the file
-                continue
-            path = candidate
-            best = self.lines[path]
-        return best
-
-
-def _describe(source: str, lines: _Lines, errors: list[dict]) -> str:
-    out = []
-    for err in errors:
-        loc = tuple(p for p in err["loc"] if p != "[key]")
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        line = lines.line(loc)
-        where = f"{source}:{line}" if line else source
-        got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None or "url" in loc else f" (got {got!r})"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        out.append((line or 0, f"{where}: {field}: {msg}{shown}"))
-    return "\n".join(text for _, text in sorted(out, key=lambda item: item[0]))
-
-
 def parse(text: str, source: str = FILE_NAME) -> AlertingConfig:
     """Validate a configuration; raise ConfigError listing every problem with file and line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        col = f" column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{where}: invalid YAML{col}: {getattr(exc, 'problem', None) or exc}") from None
-    lines = _Lines(root)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: (top level): must be a mapping with route and receivers, "
-                          f"got {type(data).__name__}")
-    errors = [{"loc": path, "msg": f"{path[-1]!r} appears twice in the same mapping (the last one would win)"}
-              for path, _ in lines.duplicates]
+    data = parse_yaml(text, source)
+    lines = data.lines
+    errors = duplicate_errors(data)
     try:
         config = AlertingConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(source, lines, errors + exc.errors())) from None
+        raise ConfigError(describe_errors(source, errors + exc.errors(), lines)) from None
     errors += _semantic_errors(config)
     if errors:
-        raise ConfigError(_describe(source, lines, errors))
+        raise ConfigError(describe_errors(source, errors, lines))
     config.source = source
     return config
 

@@ -28,7 +28,7 @@ import riskcockpit.indicators  # noqa: F401  (registers the library)
 from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
 from riskcockpit.indicators.evidence import Tail
 from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, features
-from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
+from riskcockpit.ground.yamlfile import describe_errors, read_yaml, validate
 from riskcockpit.ground.contract import Transaction
 from riskcockpit.ground.tiers import LEVELS, TierName
 
@@ -174,11 +174,7 @@ class ScoringConfig(BaseModel):
 
 
 def load_scoring_config(config_dir: Path) -> ScoringConfig:
-    path = Path(config_dir) / SCORING_FILE
-    try:
-        return ScoringConfig.model_validate(read_yaml(path))
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(str(path), exc.errors())) from None
+    return validate(ScoringConfig, read_yaml(Path(config_dir) / SCORING_FILE))
 
 
 def combine(points) -> float:

@@ -72,7 +72,7 @@ from riskcockpit.ground.durations import parse_duration_ms
 from riskcockpit.ground.tiers import TIER_NAMES
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
-from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
+from riskcockpit.ground.yamlfile import ConfigError, read_yaml, validate
 from riskcockpit.ground.contract import Transaction, _reason
 
 REQUIRED = ("tx_id", "ts", "account_id", "amount")
@@ -175,13 +175,11 @@ class Mapping(BaseModel):
 def load_mapping(path: str | Path) -> Mapping:
     path = Path(path)
     try:
-        mapping = Mapping.model_validate(read_yaml(path))
-        mapping._source = str(path)
-        return mapping
+        mapping = validate(Mapping, read_yaml(path), error=BacktestError)
     except ConfigError as exc:
         raise BacktestError(str(exc)) from None
-    except ValidationError as exc:
-        raise BacktestError(describe_errors(str(path), exc.errors())) from None
+    mapping._source = str(path)
+    return mapping
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -506,11 +504,9 @@ def load_config_file(path: str | Path) -> ScoringConfig:
     """A scoring config file in the format of ``config/indicators.yaml``."""
     path = Path(path)
     try:
-        return ScoringConfig.model_validate(read_yaml(path))
+        return validate(ScoringConfig, read_yaml(path), error=BacktestError)
     except ConfigError as exc:
         raise BacktestError(str(exc)) from None
-    except ValidationError as exc:
-        raise BacktestError(describe_errors(str(path), exc.errors())) from None
 
 
 @dataclass

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import click
 
-from riskcockpit.ground.settings import ConfigError, Settings, load_settings
+from riskcockpit.ground.settings import Settings, load_settings
+from riskcockpit.ground.yamlfile import ConfigError
 
 
 class Context:

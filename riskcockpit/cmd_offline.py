@@ -23,7 +23,8 @@ from pathlib import Path
 import click
 
 from riskcockpit.ground.runtime import tune_gc
-from riskcockpit.ground.settings import ConfigError, load_settings
+from riskcockpit.ground.settings import load_settings
+from riskcockpit.ground.yamlfile import ConfigError
 
 
 def _settings(obj):

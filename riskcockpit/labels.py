@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
 from riskcockpit.backtest import BacktestError, _read, check_zone, epoch_ms, parse_label
-from riskcockpit.ground.settings import ConfigError, describe_errors, read_yaml
+from riskcockpit.ground.yamlfile import ConfigError, read_yaml, validate
 
 FIELDS = ("tx_id", "account_id", "label", "known_at")
 REQUIRED = ("tx_id", "account_id", "label")
@@ -71,11 +71,9 @@ class LabelMapping(BaseModel):
 def load_label_mapping(path: str | Path) -> LabelMapping:
     path = Path(path)
     try:
-        mapping = LabelMapping.model_validate(read_yaml(path))
+        mapping = validate(LabelMapping, read_yaml(path), error=BacktestError)
     except ConfigError as exc:
         raise BacktestError(str(exc)) from None
-    except ValidationError as exc:
-        raise BacktestError(describe_errors(str(path), exc.errors())) from None
     mapping._source = str(path)
     return mapping
 

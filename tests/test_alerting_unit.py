@@ -26,7 +26,7 @@ from riskcockpit.alerting.routing import Router
 from riskcockpit.alerting.signing import (dingtalk_sign, feishu_sign, notification_id, signature, signed_headers, verify)
 from riskcockpit.alerting.silences import SilenceSet, expired, new_silence
 from riskcockpit.alerting.templates import Message, fit
-from riskcockpit.ground.settings import ConfigError
+from riskcockpit.ground.yamlfile import ConfigError
 
 T0 = 1_800_000_000.0  # a fixed "now" for the notifier
 

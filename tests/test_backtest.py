@@ -187,7 +187,7 @@ def test_baseline_shows_the_change_in_alerts_per_tier_with_its_rows_beside(tmp_p
 
     bad = write_yaml(tmp_path / "bad-baseline.yaml", {"indicators": {"large_amount": {"weight": 500}}})
     refused = run_cli(backtest, [data, "--mapping", mapping, "--baseline", bad, "--out", out, "--quiet"])
-    assert refused.exit_code == 1 and "bad-baseline.yaml: indicators.large_amount.weight" in refused.output
+    assert refused.exit_code == 1 and "bad-baseline.yaml:3: indicators.large_amount.weight" in refused.output
 
 
 def test_evaluate_matches_a_hand_computed_case():
@@ -235,6 +235,11 @@ def test_parquet_and_jsonl_inputs_give_the_same_results_as_csv(tmp_path, fmt):
 # ------------------------------------------------------------------------------------------ mapping
 
 
+def line_of(path, key: str) -> int:
+    """The line of a top-level key in a YAML file, as an error should name it."""
+    return next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(f"{key}:"))
+
+
 def mapping_error(tmp_path, data: dict, rows=None, labels=None) -> str:
     path = write_yaml(tmp_path / "bad-map.yaml", data)
     csv = write_csv(tmp_path / "tx.csv", rows or labelled_rows(20))
@@ -247,9 +252,10 @@ def mapping_error(tmp_path, data: dict, rows=None, labels=None) -> str:
 
 def test_unknown_schema_field_names_the_mapping_file_and_field(tmp_path):
     out = mapping_error(tmp_path, {"columns": {**MAPPING["columns"], "terminal_id": "terminal"}})
-    assert "bad-map.yaml: columns: terminal_id: 'terminal_id' is not a transaction field" in out
+    assert "bad-map.yaml:1: columns: terminal_id: 'terminal_id' is not a transaction field" in out
     out = mapping_error(tmp_path, {**MAPPING, "defaults": {"currency": "EUR", "colour": "red"}})
-    assert "bad-map.yaml: defaults: colour: 'colour' is not a transaction field" in out
+    line = line_of(tmp_path / "bad-map.yaml", "defaults")
+    assert f"bad-map.yaml:{line}: defaults: colour: 'colour' is not a transaction field" in out
 
 
 def test_column_missing_from_the_file_names_mapping_field_and_column(tmp_path):
@@ -260,13 +266,16 @@ def test_column_missing_from_the_file_names_mapping_field_and_column(tmp_path):
 def test_mapping_needs_the_required_fields_and_a_real_zone(tmp_path):
     columns = dict(MAPPING["columns"])
     del columns["amount"]
-    assert "bad-map.yaml: columns: no column for required field(s) amount" in \
+    assert "bad-map.yaml:1: columns: no column for required field(s) amount" in \
         mapping_error(tmp_path, {"columns": columns})
-    assert "bad-map.yaml: timezone: 'Mars/Olympus' is not an IANA time zone" in \
-        mapping_error(tmp_path, {**MAPPING, "timezone": "Mars/Olympus"})
-    assert "bad-map.yaml: extra: Extra inputs are not permitted" in mapping_error(tmp_path, {**MAPPING, "extra": 1})
-    assert "bad-map.yaml: defaults: tx_id: must come from a column" in \
-        mapping_error(tmp_path, {**MAPPING, "defaults": {"tx_id": "x"}})
+    out = mapping_error(tmp_path, {**MAPPING, "timezone": "Mars/Olympus"})
+    assert f"bad-map.yaml:{line_of(tmp_path / 'bad-map.yaml', 'timezone')}: timezone: 'Mars/Olympus' is not an IANA " \
+           "time zone" in out
+    out = mapping_error(tmp_path, {**MAPPING, "extra": 1})
+    assert f"bad-map.yaml:{line_of(tmp_path / 'bad-map.yaml', 'extra')}: extra: Extra inputs are not permitted" in out
+    out = mapping_error(tmp_path, {**MAPPING, "defaults": {"tx_id": "x"}})
+    assert f"bad-map.yaml:{line_of(tmp_path / 'bad-map.yaml', 'defaults')}: defaults: tx_id: must come from a column" \
+        in out
 
 
 def test_unknown_labels_stop_the_run_naming_the_rows(tmp_path):
@@ -571,7 +580,8 @@ def test_scoring_config_file_errors_name_the_file(tmp_path):
     result = run_cli(backtest, [write_csv(tmp_path / "tx.csv", labelled_rows(5)), "--mapping",
                                 write_yaml(tmp_path / "m.yaml", MAPPING), "--config", bad, "--out", tmp_path / "o.parquet"])
     assert result.exit_code == 1
-    assert "bad-indicators.yaml: indicators.large_amount.weight: Input should be less than or equal to 100" in result.output
+    assert "bad-indicators.yaml:3: indicators.large_amount.weight: Input should be less than or equal to 100" \
+        in result.output
     result = run_cli(backtest, [tmp_path / "tx.csv", "--mapping", tmp_path / "m.yaml", "--out", tmp_path / "o.parquet",
                                 "--feedback-delay", "soon"])
     assert result.exit_code == 2 and "--feedback-delay" in result.output

@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from riskcockpit.indicators.scoring import load_scoring_config
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR, ConfigError, load_settings
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR, load_settings
+from riskcockpit.ground.yamlfile import ConfigError
 
 
 @pytest.fixture
@@ -39,12 +40,20 @@ def test_flags_beat_environment(config_dir, monkeypatch):
     assert load_settings(**{"kafka.bootstrap": "flag:9092"}).kafka.servers == "flag:9092"
 
 
-def test_file_error_names_file_and_field(config_dir):
+def test_file_error_names_file_line_and_field(config_dir):
     text = (config_dir / "riskcockpit.yaml").read_text().replace("partitions: 4", "partitions: many")
     (config_dir / "riskcockpit.yaml").write_text(text)
+    line = text.splitlines().index("  partitions: many") + 1
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert f"{config_dir / 'riskcockpit.yaml'}: kafka.partitions: Input should be a valid integer" in str(info.value)
+    assert f"{config_dir / 'riskcockpit.yaml'}:{line}: kafka.partitions: Input should be a valid integer" \
+        in str(info.value)
+
+
+def test_a_key_written_twice_is_an_error_naming_its_line(config_dir):
+    (config_dir / "riskcockpit.yaml").write_text("sink:\n  batch_size: 10\n  batch_size: 20\n")
+    with pytest.raises(ConfigError, match=r"riskcockpit\.yaml:3: sink\.batch_size: 'batch_size' appears twice"):
+        load_settings()
 
 
 def test_unknown_setting_is_an_error(config_dir):
@@ -61,7 +70,7 @@ def test_env_error_names_the_variable(config_dir, monkeypatch):
 
 def test_yaml_syntax_error_names_line(config_dir):
     (config_dir / "riskcockpit.yaml").write_text("kafka:\n  port: [1,\n")
-    with pytest.raises(ConfigError, match=r"riskcockpit\.yaml: line \d+ column \d+: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"riskcockpit\.yaml:3: invalid YAML \(column 1\)"):
         load_settings()
 
 

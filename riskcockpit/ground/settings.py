@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from riskcockpit.ground.yamlfile import ConfigError, describe_errors, read_yaml, validate
 
 # The configuration that ships with the package: the checkout's config/, or its copy in an
 # installed wheel, wherever the command runs from.
@@ -29,10 +30,6 @@ ENV_ALIASES = {
     "RISKCOCKPIT_KAFKA": ("kafka", "bootstrap"),
     "RISKCOCKPIT_CLICKHOUSE_URL": ("store", "url"),
 }
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded as ``file: field: what is wrong``."""
 
 
 class _Section(BaseModel):
@@ -192,36 +189,6 @@ def config_dir(explicit: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse one YAML mapping; syntax errors name the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of settings, got {type(data).__name__}")
-    return data
-
-
-def describe_errors(source: str, errors: list[dict]) -> str:
-    """Alertmanager-style lines: ``source: dotted.field: message (got value)``."""
-    lines = []
-    for err in errors:
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        lines.append(f"{source}: {field}: {err['msg'].removeprefix('Value error, ')}{shown}")
-    return "\n".join(lines)
-
-
 def environment_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
     """Nested settings from ``RISKCOCKPIT_<SECTION>__<FIELD>`` and the short names, keyed by variable."""
     environ = os.environ if environ is None else environ
@@ -251,11 +218,9 @@ def load_settings(config_dir_arg: str | os.PathLike | None = None, **overrides: 
     """
     folder = config_dir(config_dir_arg)
     path = folder / SETTINGS_FILE
-    data = {**read_yaml(path), "config_dir": folder}
-    try:
-        Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(str(path), exc.errors())) from None
+    written = read_yaml(path)
+    validate(Settings, written, extra={"config_dir": folder})
+    data = {**written, "config_dir": folder}
     by_path = {}
     for name, item in environment_overrides().items():
         _set(data, item["path"], item["value"])
@@ -268,7 +233,8 @@ def load_settings(config_dir_arg: str | os.PathLike | None = None, **overrides: 
         return Settings.model_validate(data)
     except ValidationError as exc:
         lines = [
-            describe_errors(by_path.get(tuple(str(p) for p in err["loc"]), str(path)), [err])
+            describe_errors(by_path[where], [err]) if (where := tuple(str(p) for p in err["loc"])) in by_path
+            else describe_errors(str(path), [err], written.lines)
             for err in exc.errors()
         ]
         raise ConfigError("\n".join(lines)) from None
