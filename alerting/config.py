@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from riskcockpit.ground.durations import parse_duration
 from riskcockpit.alerting.matchers import Matcher
-from riskcockpit.ground.yamlfile import ConfigError, describe_errors, duplicate_errors, parse_yaml
+from riskcockpit.ground.yamlfile import ConfigError, describe_errors, duplicate_errors, parse_yaml, read_text
 
 FILE_NAME = "alerting.yaml"
 RECEIVER_TYPES = ("webhook", "slack", "wecom", "dingtalk", "feishu")
@@ -241,14 +241,7 @@ def parse(text: str, source: str = FILE_NAME) -> AlertingConfig:
 
 
 def load(path: str | os.PathLike) -> AlertingConfig:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
-    return parse(text, str(path))
+    return parse(read_text(path), str(path))
 
 
 def default_path(config_dir: Path) -> Path:

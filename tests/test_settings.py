@@ -74,6 +74,12 @@ def test_yaml_syntax_error_names_line(config_dir):
         load_settings()
 
 
+def test_a_file_that_is_not_utf8_is_named(config_dir):
+    (config_dir / "indicators.yaml").write_bytes("indicators:\n  velocity: {weight: 10}  # 速度\n".encode("gb18030"))
+    with pytest.raises(ConfigError, match=r"indicators\.yaml: not UTF-8 text \(byte \d+\)"):
+        load_scoring_config(config_dir)
+
+
 def test_missing_config_dir(tmp_path):
     with pytest.raises(ConfigError, match="config folder not found"):
         load_settings(tmp_path / "nope")

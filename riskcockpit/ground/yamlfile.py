@@ -92,16 +92,22 @@ def parse_yaml(text: str, source: str) -> YamlMapping:
     return mapping
 
 
-def read_yaml(path: str | Path) -> YamlMapping:
-    """:func:`parse_yaml` of a file; a missing or unreadable file is a :class:`ConfigError`."""
+def read_text(path: str | Path) -> str:
+    """A configuration file's text; a missing, unreadable or non-UTF-8 file is a :class:`ConfigError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
-    return parse_yaml(text, str(path))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_yaml(path: str | Path) -> YamlMapping:
+    """:func:`parse_yaml` of a file (:func:`read_text`)."""
+    return parse_yaml(read_text(path), str(path))
 
 
 def duplicate_errors(data: YamlMapping) -> list[dict]:
