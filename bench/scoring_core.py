@@ -10,12 +10,12 @@ import argparse
 import json
 import statistics
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 from itertools import islice
 
 import orjson
 
+from riskcockpit.indicators.pipeline import Dicts, Pipeline
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
@@ -51,19 +51,19 @@ def main() -> None:
     print(f"\nthe scoring core, {len(config.indicators)} indicators:")
     validate = timed("parse + validate (streams.contract)", lambda: [parse_transaction(r) for r in raw], len(raw))
 
-    states: dict[str, dict[str, dict]] = defaultdict(dict)
+    store = Dicts()
 
-    def run(cfg):  # every stage in one process, entity stages included, as a backtest runs them
-        scorer = Scorer(cfg)
-        states.clear()
-        return lambda: [scorer.score_offline(tx, states) for tx in txs]
+    def run(cfg):  # every stage in one process, entity stages included
+        pipeline = Pipeline(Scorer(cfg))
+        store.states.clear()
+        return lambda: [pipeline.score(tx, store) for tx in txs]
 
     indicators_only = timed("indicators only (models off)", run(no_models), len(txs))
     full = timed("indicators + anomaly ensemble + supervised", run(config), len(txs))
     print(f"\nmodels cost {full - indicators_only:.1f} µs/tx; validation is {validate / (full + validate):.0%} "
           f"of validate+score; target: core >= 20,000 tx/s (<= 50 µs/tx)\n")
     print("state per entity (JSON bytes, as the changelog stores it)   mean    p99     max   entities")
-    for entity, by_key in states.items():
+    for entity, by_key in store.states.items():
         sizes = sorted(len(orjson.dumps(state)) for state in by_key.values())
         decisions = sorted(len(orjson.dumps(state.get("recent", {}))) for state in by_key.values())
         print(f"  {entity:<57}{statistics.fmean(sizes):6.0f} {sizes[len(sizes) * 99 // 100]:6d} {sizes[-1]:7d} "

@@ -257,10 +257,10 @@ class Scorer:
 
     Indicators keep state per entity. Those of the account run in :meth:`score`, against the
     account's state; those of a merchant, device or counterparty run in :meth:`entity_signals`,
-    against that entity's state, in a stage of their own (the worker re-keys the stream for
-    each), and reach :meth:`score` as ``carried`` signals. :meth:`score_offline` runs every
-    stage in one process for one transaction (benches, tests); the backtest runs the stages as
-    passes over the file instead (:mod:`riskcockpit.backtest_stages`).
+    against that entity's state, in a stage of their own, and reach :meth:`decide` with the
+    account's signals. The order of the stages and where each state is kept are the
+    pipeline's (:class:`riskcockpit.indicators.pipeline.Pipeline`), which the worker, the backtest and
+    the backfill run.
 
     ``score(tx, state)`` mutates ``state``, the account's JSON-serialisable dict, and returns
     the score record. A redelivered ``tx_id`` gets its earlier record back unchanged and
@@ -402,30 +402,9 @@ class Scorer:
                 out.append((sig, points, surprisal))
         return out
 
-    def score_offline(self, tx: Transaction, states: dict[str, dict[str, dict]]) -> dict[str, Any]:
-        """Every stage in one process: the entity stages, then the account's. ``states`` maps
-        entity → key → state (e.g. ``collections.defaultdict(dict)``)."""
-        account = states["account"].setdefault(tx.account_id, {})
-        if tx.tx_id in account.get("recent", ()):
-            return account["recent"][tx.tx_id]
-        carried: list[Signal] = []
-        for entity in self.stages:
-            key = getattr(tx, ENTITY_FIELDS[entity])
-            carried += self.entity_signals(entity, tx, {} if key is None else states[entity].setdefault(key, {}))
-        return self.score(tx, account, carried=carried)
-
     def feedback(self, record: dict[str, Any], is_fraud: bool) -> None:
         """Teach the supervised model one disposition, from the features stored with the decision."""
         self.model_set(record.get("source_partition", -1)).feedback(record["features"], is_fraud, record["tx_id"])
-
-    def feedback_offline(self, tx: Transaction, record: dict[str, Any], is_fraud: bool,
-                         states: dict[str, dict[str, dict]]) -> None:
-        """A disposition in one process: the supervised model, then every entity stage."""
-        self.feedback(record, is_fraud)
-        for entity in self.stages:
-            key = getattr(tx, ENTITY_FIELDS[entity])
-            if key is not None:
-                self.learn_label(entity, tx, states[entity].setdefault(key, {}), is_fraud)
 
     def _record(self, tx, score, contributions, out, source) -> dict[str, Any]:
         reasons = [

@@ -20,10 +20,10 @@ labels (``--labels`` / ``--label-file``), which it learns before it ends.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
+from riskcockpit.indicators.pipeline import ACCOUNT
 from riskcockpit.indicators.scoring import Scorer
 from riskcockpit.backtest import BacktestError, Loaded, feed_plan
 from riskcockpit.ground.kafka import client_configs
@@ -98,6 +98,9 @@ def write_state(settings: Settings, shards, entity_states: dict[str, dict[str, d
     from faust.serializers import codecs
     from kafka import KafkaProducer
 
+    from riskcockpit.streams import checkpoints
+    from riskcockpit.streams.tables import table_name
+
     tables = _worker_tables(settings)
     _refuse_if_busy(settings, tables, force)
     partitions = settings.kafka.partitions
@@ -120,14 +123,14 @@ def write_state(settings: Settings, shards, entity_states: dict[str, dict[str, d
         accounts = 0
         for shard in shards:
             for account, state in shard.states.items():
-                send("accounts", account, state, owning_partition(account.encode(), partitions))
+                send(table_name(ACCOUNT), account, state, owning_partition(account.encode(), partitions))
                 accounts += 1
             for partition, models in shard.models.items():
-                send("models", str(partition), base64.b64encode(models.dumps()).decode(), partition)
+                send("models", str(partition), checkpoints.encode(models), partition)
         counts = {}
         for entity, states in entity_states.items():
             for key, state in states.items():
-                send(f"{entity}_state", key, state, owning_partition(key.encode(), partitions))
+                send(table_name(entity), key, state, owning_partition(key.encode(), partitions))
             counts[entity] = len(states)
         producer.flush()
         for future in futures:

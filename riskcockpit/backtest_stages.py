@@ -1,21 +1,23 @@
-"""The backtest's scoring, staged as the worker stages it, with partitions spread over processes.
+"""The backtest's scoring: the worker's pipeline, staged as the worker stages it, with partitions spread over processes.
 
-The worker runs the indicators kept per merchant, device and counterparty in stages keyed by
-those entities, then re-keys each transaction to its account's partition (Kafka's murmur2 of
-the account id), where that partition's own models score it. Offline, the same in two passes:
+The worker takes each transaction through the stages of :class:`riskcockpit.indicators.pipeline.Pipeline`:
+the entity stages keyed by merchant, device and counterparty, and the account stage in its
+account's partition (Kafka's murmur2 of the account id), whose own models decide. Offline the
+same pipeline runs in two passes, each with a store that keeps its half of the states:
 
 1. :func:`entity_pass`: the entity stages, over the whole file in event-time order, in this
-   process. Each label reaches them (``Scorer.learn_label``) at its delivery time ``due[i]``.
+   process. Each label reaches them (``Pipeline.learn``) at its delivery time ``due[i]``.
 2. :func:`account_pass`: the account stage, each partition's transactions in event-time order
    with that partition's :class:`riskcockpit.indicators.models.ModelSet`, which learns each label
-   (``Scorer.feedback``) at its delivery time. Partitions share nothing, so they
-   are spread over forked processes and the answer depends on ``partitions``, never on
-   ``processes``: a backtest reproduces a worker over a topic of that many partitions.
-   The entity pass streams each process its transactions' signals as it goes, so the two
-   passes overlap.
+   at its delivery time. Partitions share nothing, so they are spread over forked processes
+   and the answer depends on ``partitions``, never on ``processes``: a backtest reproduces a
+   worker over a topic of that many partitions. The entity pass streams each process its
+   transactions' signals as it goes, so the two passes overlap.
 
-A repeated ``tx_id`` passes the entity stages once; its repeats carry the first pass's signals
-to the account stage, which answers them from its dedup memory.
+Nothing can overtake an account's transaction here, so its account's indicators run at its
+decision (``Pipeline.entities_first``), not before the entity stages as in the worker: the
+signals are the same. A repeated ``tx_id`` passes the entity stages once; its repeats carry
+the first pass's signals to the account stage, which answers them from its dedup memory.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 
 import orjson
 
-from riskcockpit.indicators.base import ENTITY_FIELDS, Signal
+from riskcockpit.indicators.base import Signal
+from riskcockpit.indicators.pipeline import ACCOUNT, Dicts, Pipeline, Trip
 from riskcockpit.indicators.scoring import Scorer
 from riskcockpit.ground.contract import Transaction
 from riskcockpit.ground.topics import owning_partition
@@ -63,46 +66,32 @@ def partition_of(items: list[Item], partitions: int) -> list[int]:
     return out
 
 
-def entity_pass(scorer: Scorer, items: list[Item], due: Due,
+def entity_pass(pipeline: Pipeline, items: list[Item], due: Due,
                 kept: dict[str, dict[str, dict]] | None = None) -> Iterator[list[Signal]]:
     """The entity stages' signals of each transaction in turn, as the account stage needs them.
 
     With ``kept`` (a backfill), the labels still pending at the end are learned too, and
     ``kept`` receives every entity's final state: entity → key → state."""
-    if not scorer.stages:
-        yield from ([] for _ in items)
-        return
-    states: dict[str, dict[str, dict]] = {entity: {} for entity in scorer.stages}
-    keys = [(entity, ENTITY_FIELDS[entity]) for entity in scorer.stages]
+    store = Dicts(kept=pipeline.stages)  # the accounts are kept by the account stage
     pending: list[tuple[int, int, Transaction, bool]] = []  # heap: (due, position, …)
     first: dict[str, list[Signal]] = {}  # tx_id → its signals, for repeats
     for i, (tx, label) in enumerate(items):
         now = tx.ts_ms
         while pending and pending[0][0] <= now:
             _, _, labelled, is_fraud = heapq.heappop(pending)
-            for entity, name in keys:
-                key = getattr(labelled, name)
-                if key is not None:
-                    scorer.learn_label(entity, labelled, states[entity].setdefault(key, {}), is_fraud)
+            pipeline.learn(labelled, is_fraud, store)
         if tx.tx_id in first:
             yield first[tx.tx_id]
             continue
-        signals: list[Signal] = []
-        for entity, name in keys:
-            key = getattr(tx, name)
-            signals += scorer.entity_signals(entity, tx, {} if key is None else states[entity].setdefault(key, {}))
-        first[tx.tx_id] = signals
+        signals = first[tx.tx_id] = pipeline.score(tx, store, trip=pipeline.entities_first()).signals
         if label is not None:
             heapq.heappush(pending, (due[i], i, tx, label))
         yield signals
     if kept is not None:
         while pending:
             _, _, labelled, is_fraud = heapq.heappop(pending)
-            for entity, name in keys:
-                key = getattr(labelled, name)
-                if key is not None:
-                    scorer.learn_label(entity, labelled, states[entity].setdefault(key, {}), is_fraud)
-        kept.update(states)
+            pipeline.learn(labelled, is_fraud, store)
+        kept.update(store.states)
 
 
 @dataclass
@@ -119,7 +108,7 @@ class Shard:
     models: dict[int, Any] | None = None
 
 
-def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner: list[int],
+def account_pass(pipeline: Pipeline, items: list[Item], positions: list[int], owner: list[int],
                  carried: Iterable[list[Signal]], due: Due, done: Callable[[int], None] | None = None,
                  keep_state: bool = False) -> Shard:
     """Score the transactions at ``positions`` (event-time order) with their accounts' state and
@@ -128,10 +117,10 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
     are all known), and the shard carries the final states and models."""
     import pyarrow as pa
 
-    names = [ind.name for ind, _ in scorer.indicators]
+    names = [ind.name for ind, _ in pipeline.scorer.indicators]
     scores, tiers, model_scores, reasons, values = [], [], [], [], []
     label_free, probabilities, regimes = [], [], []
-    states: dict[str, dict] = {}
+    store = Dicts(kept=(ACCOUNT,))  # the entities are kept by the entity pass
     pending: dict[int, list[tuple[int, int, dict, bool]]] = {}  # per partition, a heap: (due, position, …)
     clock, core, fed_back = time.perf_counter, 0.0, 0
     for n, (i, signals) in enumerate(zip(positions, carried, strict=True), 1):
@@ -139,11 +128,11 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
         partition, now = owner[i], tx.ts_ms
         queue = pending.setdefault(partition, [])
         while queue and queue[0][0] <= now:
-            _, _, record, is_fraud = heapq.heappop(queue)
-            scorer.feedback(record, is_fraud)
+            _, j, record, is_fraud = heapq.heappop(queue)
+            pipeline.learn(items[j][0], is_fraud, store, record)
             fed_back += 1
         t0 = clock()
-        record = scorer.score(tx, states.setdefault(tx.account_id, {}), (partition, i), signals)
+        record = pipeline.score(tx, store, (partition, i), Trip(ACCOUNT, tx.account_id, signals, False)).record
         core += clock() - t0
         if label is not None:
             heapq.heappush(queue, (due[i], i, record, label))
@@ -170,15 +159,15 @@ def account_pass(scorer: Scorer, items: list[Item], positions: list[int], owner:
     if keep_state:
         for queue in pending.values():
             while queue:
-                _, _, record, is_fraud = heapq.heappop(queue)
-                scorer.feedback(record, is_fraud)
+                _, j, record, is_fraud = heapq.heappop(queue)
+                pipeline.learn(items[j][0], is_fraud, store, record)
                 shard.fed_back += 1
-        shard.states = states
-        shard.models = {p: scorer.model_set(p) for p in {owner[i] for i in positions}}
+        shard.states = store.states[ACCOUNT]
+        shard.models = {p: pipeline.scorer.model_set(p) for p in {owner[i] for i in positions}}
     return shard
 
 
-# What forked processes inherit instead of receiving it pickled: (scorer, items, owner, due, keep_state), and
+# What forked processes inherit instead of receiving it pickled: (pipeline, items, owner, due, keep_state), and
 # shared counters, one per process, for the progress bar.
 _JOB: tuple[Any, ...] | None = None
 _DONE: Any = None
@@ -186,14 +175,14 @@ _CHUNK = 512  # transactions' signals per message to a process: fewer, larger pi
 
 
 def _account_pass_in_child(slot: int, positions: list[int], inbox, outbox) -> None:
-    scorer, items, owner, due, keep_state = _JOB
+    pipeline, items, owner, due, keep_state = _JOB
 
     def done(n: int) -> None:
         _DONE[slot] = n
 
     try:
         carried = (signals for chunk in iter(inbox.get, None) for signals in chunk)
-        outbox.put((slot, account_pass(scorer, items, positions, owner, carried, due, done, keep_state)))
+        outbox.put((slot, account_pass(pipeline, items, positions, owner, carried, due, done, keep_state)))
     except Exception:  # the parent reports it, with this traceback
         outbox.put((slot, traceback.format_exc()))
 
@@ -212,6 +201,7 @@ def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], 
     shard carries its accounts' states and partitions' models (:func:`account_pass`).
     """
     keep_state = entity_states is not None
+    pipeline = Pipeline(scorer)
     global _JOB, _DONE
     # Partitions go to processes round-robin, so each process keeps whole partitions.
     present = sorted(set(owner))
@@ -222,11 +212,11 @@ def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], 
         groups[slot].append(i)
     if len(groups) == 1:
         report = None if progress is None else (lambda n: progress(n, "scoring"))
-        return [account_pass(scorer, items, groups[0], owner, entity_pass(scorer, items, due, entity_states), due,
+        return [account_pass(pipeline, items, groups[0], owner, entity_pass(pipeline, items, due, entity_states), due,
                              report, keep_state)]
 
     context = multiprocessing.get_context("fork")  # children inherit the transactions: nothing pickled
-    _JOB, _DONE = (scorer, items, owner, due, keep_state), context.Array("q", len(groups), lock=False)
+    _JOB, _DONE = (pipeline, items, owner, due, keep_state), context.Array("q", len(groups), lock=False)
     # Queues: put() never blocks (a feeder thread writes), so no process waits on a slower one.
     inboxes, outbox = [context.Queue() for _ in groups], context.Queue()
     children = [context.Process(target=_account_pass_in_child, args=(slot, positions, inboxes[slot], outbox),
@@ -237,7 +227,7 @@ def score_staged(scorer: Scorer, items: list[Item], due: Due, owner: list[int], 
         for child in children:
             child.start()
         buffers: list[list[list[Signal]]] = [[] for _ in groups]
-        for i, signals in enumerate(entity_pass(scorer, items, due, entity_states)):
+        for i, signals in enumerate(entity_pass(pipeline, items, due, entity_states)):
             slot = slot_of[i]
             buffers[slot].append(signals)
             if len(buffers[slot]) == _CHUNK:

@@ -1,9 +1,9 @@
 """Indicators kept per merchant, device and counterparty: hand-computed cases, and the scoring
 core routing each entity's state (the worker's stages are tested in test_pipeline.py)."""
 
-from collections import defaultdict
 
 from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.pipeline import Dicts, Pipeline
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.indicators.counterparty import CounterpartyFanIn, MerchantCompromise
 from riskcockpit.indicators.device_geo import DeviceShared
@@ -93,24 +93,26 @@ def scorer() -> Scorer:
 
 
 def test_scorer_keeps_state_per_entity_and_carries_entity_signals_into_the_score():
-    s, states = scorer(), defaultdict(dict)
-    assert list(s.stages) == ["merchant", "device"]  # ENTITY_FIELDS order; counterparty: none enabled
-    s.score_offline(tx_at(0, account_id="A", device_id="D1", tx_id="a"), states)
-    record = s.score_offline(tx_at(1, account_id="B", device_id="D1", tx_id="b"), states)
+    s, store = Pipeline(scorer()), Dicts()
+    states = store.states
+    assert s.stages == ("merchant", "device")  # ENTITY_FIELDS order; counterparty: none enabled
+    s.score(tx_at(0, account_id="A", device_id="D1", tx_id="a"), store)
+    record = s.score(tx_at(1, account_id="B", device_id="D1", tx_id="b"), store).record
     assert record["score"] == 60.0 and record["reasons"][0]["indicator"] == "device_shared"
     assert set(states["device"]) == {"D1"} and set(states["account"]) == {"A", "B"}
     assert "merchant" not in states  # no merchant field: not applicable, no state made
     assert record["features"]["merchant_compromise"] is None
 
 
-def test_feedback_offline_teaches_the_merchant_and_a_redelivery_leaves_entities_alone():
-    s, states = scorer(), defaultdict(dict)
+def test_a_label_teaches_the_merchant_and_a_redelivery_leaves_entities_alone():
+    s, store = Pipeline(scorer()), Dicts()
     fraud = tx_at(0, account_id="A", merchant_id="M1", tx_id="f")
-    record = s.score_offline(fraud, states)
-    s.feedback_offline(fraud, record, True, states)
-    again = s.score_offline(fraud, states)  # a redelivery: the first decision, the merchant untouched
-    assert again == record and states["merchant"]["M1"]["ind"]["merchant_compromise"]["d"][0][1] == 1
-    later = s.score_offline(tx_at(5, account_id="B", merchant_id="M1", tx_id="g"), states)
+    record = s.score(fraud, store).record
+    assert s.learn(fraud, True, store, record) == []
+    again = s.score(fraud, store)  # a redelivery: the first decision, the merchant untouched
+    assert again.record == record and not again.new
+    assert store.states["merchant"]["M1"]["ind"]["merchant_compromise"]["d"][0][1] == 1
+    later = s.score(tx_at(5, account_id="B", merchant_id="M1", tx_id="g"), store).record
     assert later["tier"] == 3 and later["reasons"][0]["indicator"] == "merchant_compromise"
 
 

@@ -2,13 +2,13 @@
 
 import heapq
 import sys
-from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
 
 from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.models import AnomalyParams, ModelParams, ModelSet, features
+from riskcockpit.indicators.pipeline import Dicts, Pipeline
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.ground.contract import Transaction
@@ -147,12 +147,12 @@ def test_dispositions_measurably_improve_the_scores_on_the_generators_stream():
         seed=5, accounts=20_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.03).take(50_000)]
 
     def judged_auc(with_feedback: bool) -> float:
-        scorer, states, pending, judged = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), defaultdict(dict), [], []
+        pipeline, store, pending, judged = Pipeline(Scorer(load_scoring_config(DEFAULT_CONFIG_DIR))), Dicts(), [], []
         for i, tx in enumerate(txs):
             while pending and pending[0][0] <= tx.ts_ms:
                 _, j, record, label = heapq.heappop(pending)
-                scorer.feedback_offline(txs[j], record, label, states)
-            record = scorer.score_offline(tx, states)
+                pipeline.learn(txs[j], label, store, record)
+            record = pipeline.score(tx, store).record
             label = bool(record["scenario"])
             if with_feedback and record["tier"] >= 1:
                 # Analysts disposition what was alerted, an hour of event time later.

@@ -28,6 +28,7 @@ from riskcockpit.ground.settings import load_settings
 from riskcockpit.store.client import connect
 from riskcockpit.store.migrate import migrate
 from riskcockpit.ground import topics
+from riskcockpit.streams import checkpoints
 from riskcockpit.streams.generator import SyntheticStream
 from riskcockpit.streams.sink import Sink
 
@@ -436,6 +437,14 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
         for _ in range(2):  # the second run of the same file teaches nothing again
             result = CliRunner().invoke(cli, ["labels", str(chargebacks), "--mapping", str(mapping), "--quiet"])
             assert result.exit_code == 0 and "published 7 labels (4 fraud)" in result.output, result.output
+        # The batch that taught the models checkpoints them, before any transaction follows: a
+        # worker killed now restores models that hold the labels its record of decisions marks.
+        def last_checkpoint_labels():
+            rows = records(settings.kafka.servers, "riskcockpit-models-changelog")
+            return rows and checkpoints.decode(json.loads(rows[-1].value), scoring_config.models).labels
+        scoring_config = load_scoring_config(config_dir)
+        wait_for(lambda: last_checkpoint_labels() == {True: 3, False: 3}, timeout=60,
+                 what="a checkpoint with the six labels", processes=processes)
         producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
         producer.send(topics.DISPOSITIONS, key=b"x", value=b'{"tx_id": "nope", "account_id": "x", "label": "maybe"}')
         producer.flush()

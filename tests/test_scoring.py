@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.pipeline import Dicts, Pipeline
 from riskcockpit.indicators.scoring import ScoringConfig, Scorer, load_scoring_config, recompute
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.ground.contract import Transaction
@@ -119,13 +120,14 @@ def test_every_decision_recomputes_from_its_stored_reasons_and_the_config_it_nam
     live = load_scoring_config(DEFAULT_CONFIG_DIR)
     config = live.model_copy(update={"models": live.models.model_copy(update={
         "anomaly": live.models.anomaly.model_copy(update={"enabled": True})})})  # every kind of reason
-    scorer, states = Scorer(config), defaultdict(dict)
+    scorer = Scorer(config)
+    pipeline, store = Pipeline(scorer), Dicts()
     txs = [Transaction.model_validate(r) for r in SyntheticStream(
         seed=9, accounts=2_000, rate=5, start=datetime(2026, 11, 1, tzinfo=UTC), fraud_share=0.05).take(6_000)]
     txs += [tx_at(60 * 24 * 310 + i, 20.0, tx_id=f"kp-{i}", country="KP") for i in range(3)]  # a hard rule
     kinds, alerted = Counter(), []
     for tx in txs:
-        record = scorer.score_offline(tx, states)
+        record = pipeline.score(tx, store).record
         if record["tier"]:
             scorer.feedback(record, bool(record["scenario"]))  # dispositions, so the supervised model speaks
         stored = json.loads(json.dumps(record))  # what risk.scores and the store keep
