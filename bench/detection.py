@@ -38,7 +38,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
-from riskcockpit.backtest import load_mapping, load_transactions, run_backtest
+from riskcockpit.backtest.history import load_mapping, load_transactions
+from riskcockpit.backtest.run import run_backtest
 from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 

@@ -67,10 +67,10 @@ class Dicts:
         self.states: dict[str, dict[str, dict]] = {entity: {} for entity in self.kept or ()}
 
     def state(self, entity: str, key: str) -> dict | None:
-        if self.kept is not None and entity not in self.kept:
-            return None
         states = self.states.get(entity)
         if states is None:
+            if self.kept is not None:
+                return None
             states = self.states[entity] = {}
         state = states.get(key)
         if state is None:
@@ -78,7 +78,7 @@ class Dicts:
         return state
 
 
-@dataclass
+@dataclass(slots=True)
 class Trip:
     """A transaction on its way: the stage it goes to next (``at``: an entity stage, or
     ``"account"`` for the decision), the key of that stage's entity, and the signals so far.
@@ -93,7 +93,7 @@ class Trip:
     account_first: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The score record of a transaction; ``new`` False when it is the record given before to the same ``tx_id``."""
 

@@ -1,7 +1,7 @@
 """Warm start: build the worker's state from history, so a new deployment starts as if it had run.
 
 ``riskcockpit backfill FILE --mapping MAP.yaml`` scores a historical file with the backtest's
-staged scoring (:mod:`riskcockpit.backtest_stages`, the worker's own code, over the settings'
+staged scoring (:mod:`riskcockpit.backtest.stages`, the worker's own code, over the settings'
 ``kafka.partitions``), learning its labels if it has them, and publishes nothing it decides.
 What it keeps is the state a worker would have at the end of that history: each account's
 state, each merchant's, device's and counterparty's, and each partition's models (anomaly
@@ -25,9 +25,10 @@ from typing import Any
 
 from riskcockpit.indicators.pipeline import ACCOUNT
 from riskcockpit.indicators.scoring import Scorer
-from riskcockpit.backtest import BacktestError, Loaded, feed_plan
+from riskcockpit.backtest.history import BacktestError, Loaded
+from riskcockpit.backtest.run import feed_plan
 from riskcockpit.ground.kafka import client_configs
-from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
+from riskcockpit.backtest.stages import ProcessFailed, partition_of, score_staged
 from riskcockpit.ground.settings import Settings
 from riskcockpit.ground.topics import owning_partition
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
 
@@ -36,10 +38,36 @@ def _settings(obj):
         raise click.ClickException(f"configuration error:\n{exc}") from None
 
 
+@contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr, as a callback taking the count done so far (and the stage)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[rate]:>8.0f} tx/s")]
+    with Progress(*columns, console=Console(stderr=True), disable=not enabled) as bar:
+        task = bar.add_task(description, total=total, rate=0.0)
+
+        def update(done: int, stage: str | None = None) -> None:
+            elapsed = bar.tasks[0].elapsed or 1e-9
+            bar.update(task, completed=done, rate=done / elapsed,
+                       **({"description": f"{description}: {stage}"} if stage else {}))
+
+        yield update
+
+
 def scoring_config(obj, config_file: str | None):
     """``config_file`` if given, else the config folder's ``indicators.yaml``; errors name the file."""
     from riskcockpit.indicators.scoring import load_scoring_config
-    from riskcockpit.backtest import BacktestError, load_config_file
+    from riskcockpit.backtest.history import BacktestError
+    from riskcockpit.backtest.run import load_config_file
 
     try:
         if config_file:
@@ -50,7 +78,7 @@ def scoring_config(obj, config_file: str | None):
 
 
 def _load(file: str, mapping_file: str, labels: str | None = None):
-    from riskcockpit.backtest import BacktestError, load_mapping, load_transactions
+    from riskcockpit.backtest.history import BacktestError, load_mapping, load_transactions
 
     try:
         return load_transactions(file, load_mapping(mapping_file), labels)
@@ -61,7 +89,7 @@ def _load(file: str, mapping_file: str, labels: str | None = None):
 def _load_labelled(file: str, mapping_file: str, labels: str | None, label_file: str | None,
                    label_mapping: str | None):
     """The transactions with their labels, from a column (``--labels``) or a label file."""
-    from riskcockpit.backtest import BacktestError
+    from riskcockpit.backtest.history import BacktestError
 
     if label_file and (labels or not label_mapping):
         raise click.UsageError("--label-file needs --label-mapping, and replaces --labels")
@@ -110,7 +138,7 @@ def _delay_ms(feedback_delay: str) -> int:
 
 
 def _report_rejected(loaded) -> None:
-    from riskcockpit.backtest import rejection_summary
+    from riskcockpit.backtest.history import rejection_summary
 
     for line in rejection_summary(loaded):
         click.echo(line, err=True)
@@ -153,15 +181,11 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, l
     the file is scored with that config too, and the change in alerts per tier is printed: try a
     change of thresholds, weights or rules on history before it goes live.
     """
-    from riskcockpit.backtest import (
-        BacktestError,
-        Scorer,
-        format_comparison,
-        format_metrics,
-        progress_bar,
-        run_backtest,
-    )
-    from riskcockpit.backtest_stages import available_cpus
+    from riskcockpit.backtest.history import BacktestError
+    from riskcockpit.indicators.scoring import Scorer
+    from riskcockpit.backtest.metrics import format_comparison, format_metrics
+    from riskcockpit.backtest.run import run_backtest
+    from riskcockpit.backtest.stages import available_cpus
     _delay_ms(feedback_delay)
     config = scoring_config(obj, config_file)
     baseline = scoring_config(obj, baseline_file) if baseline_file else None
@@ -212,8 +236,9 @@ def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedbac
     partition's models) from a historical file, learning its labels, and write it where a
     starting worker restores it. Publishes no decision; run it before the workers start."""
     from riskcockpit.backfill import BackfillRefused, build_state, write_state
-    from riskcockpit.backtest import BacktestError, Scorer, progress_bar
-    from riskcockpit.backtest_stages import available_cpus
+    from riskcockpit.backtest.history import BacktestError
+    from riskcockpit.indicators.scoring import Scorer
+    from riskcockpit.backtest.stages import available_cpus
 
     delay = _delay_ms(feedback_delay)
     settings = _settings(obj)
@@ -248,7 +273,7 @@ def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedbac
 @click.pass_obj
 def replay(obj, file, mapping_file, speed, rejected_file, quiet):
     """Produce a file's transactions into topic `transactions`, keyed by account, in event-time order."""
-    from riskcockpit.backtest import write_rejected
+    from riskcockpit.backtest.history import write_rejected
     from riskcockpit.replay import parse_speed, replay as run_replay
 
     try:
@@ -281,7 +306,7 @@ def labels(obj, file, mapping_file, dry_run, quiet):
     """Feed a file of verdicts (chargebacks, case outcomes) to the live models through
     `risk.dispositions`. Each teaches the worker that scored the transaction, from its own
     record of the decision; a file with a bad row is refused whole."""
-    from riskcockpit.backtest import BacktestError, progress_bar
+    from riskcockpit.backtest.history import BacktestError
     from riskcockpit.labels import load_label_mapping, load_labels, publish
 
     try:

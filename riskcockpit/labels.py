@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
-from riskcockpit.backtest import BacktestError, _read, check_zone, epoch_ms, parse_label
+from riskcockpit.backtest.history import BacktestError, _read, check_zone, epoch_ms, parse_label
 from riskcockpit.ground.yamlfile import ConfigError, read_yaml, validate
 
 FIELDS = ("tx_id", "account_id", "label", "known_at")
@@ -135,7 +135,7 @@ def load_labels(path: str | Path, mapping: LabelMapping) -> list[Label]:
 
 
 def attach(loaded, labels: list[Label]):
-    """``loaded`` (:class:`riskcockpit.backtest.Loaded`) with a label file's verdicts, for the
+    """``loaded`` (:class:`riskcockpit.backtest.history.Loaded`) with a label file's verdicts, for the
     backtest: the file's labels are fed back, when each became known if it says so; for the
     metrics, a transaction the file does not name is legitimate (a chargeback file lists the
     frauds). Returns (loaded, labels naming no transaction of the file). A later row of the

@@ -1,6 +1,6 @@
 """Replay: a file of historical transactions into topic ``transactions``, in event-time order.
 
-The file is read, mapped and validated exactly as the backtest does (:mod:`riskcockpit.backtest`);
+The file is read, mapped and validated exactly as the backtest does (:mod:`riskcockpit.backtest.history`);
 valid transactions are produced as contract JSON keyed by account, so the worker scores what the
 backtest scored. Malformed rows are reported and skipped. Pace: ``max`` (as fast as the broker
 takes them), ``realtime`` (sleep by the event-time gaps) or ``Nx`` (N times faster than real time,
@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from riskcockpit.backtest import Loaded
+from riskcockpit.backtest.history import Loaded
 from riskcockpit.ground.contract import Transaction
 
 _SPEED = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*x\s*$", re.IGNORECASE)

@@ -13,7 +13,8 @@ from kafka import KafkaConsumer, KafkaProducer
 import pytest
 
 from conftest import wait_for
-from riskcockpit import backtest as bt
+from riskcockpit.backtest.history import load_mapping, load_transactions
+from riskcockpit.backtest.run import run_backtest
 from riskcockpit.cli import cli
 from riskcockpit.labels import attach, load_label_mapping, load_labels
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
@@ -57,10 +58,10 @@ def test_backfill_then_live_scoring_decides_as_one_continuous_backtest(fresh_kaf
         f"{r['tx_id']},{r['account_id']},{bool(r['attributes'].get('scenario'))},{r['ts']}\n" for r in history))
     (tmp_path / "labels.yaml").write_text("columns: {tx_id: ref, account_id: card, label: outcome, known_at: known}\n")
 
-    mapping = bt.load_mapping(tmp_path / "map.yaml")
+    mapping = load_mapping(tmp_path / "map.yaml")
     labels = load_labels(tmp_path / "labels.csv", load_label_mapping(tmp_path / "labels.yaml"))
-    loaded, _ = attach(bt.load_transactions(tmp_path / "both.jsonl", mapping), labels)
-    bt.run_backtest(loaded, Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), tmp_path / "both.parquet",
+    loaded, _ = attach(load_transactions(tmp_path / "both.jsonl", mapping), labels)
+    run_backtest(loaded, Scorer(load_scoring_config(DEFAULT_CONFIG_DIR)), tmp_path / "both.parquet",
                                  partitions=1)
     expected = {row["tx_id"]: row for row in pq.read_table(tmp_path / "both.parquet").to_pylist()}
 

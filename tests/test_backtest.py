@@ -25,7 +25,9 @@ import yaml
 from click.testing import CliRunner
 
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
-from riskcockpit import backtest as bt
+from riskcockpit.backtest.history import BacktestError, Mapping, load_transactions
+from riskcockpit.backtest.metrics import evaluate
+from riskcockpit.backtest.run import run_backtest
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import backtest, replay
 from riskcockpit.replay import paced, parse_speed
@@ -99,17 +101,10 @@ def run_cli(command, args, obj=None):
     return result
 
 
-@pytest.fixture
-def tolerant(monkeypatch):
-    """Until ``Scorer.feedback`` exists in the core, the CLI runs with the scaffolding scorer."""
-    if not hasattr(Scorer, "feedback"):
-        monkeypatch.setattr(bt, "Scorer", FeedbackTolerant)
-
-
 # ------------------------------------------------------------------------------------------ known answers
 
 
-def test_csv_backtest_has_the_hand_computed_answer(tmp_path, tolerant):
+def test_csv_backtest_has_the_hand_computed_answer(tmp_path):
     rows = labelled_rows()
     data = write_csv(tmp_path / "tx.csv", rows)
     mapping = write_yaml(tmp_path / "map.yaml", MAPPING)
@@ -143,7 +138,7 @@ def test_csv_backtest_has_the_hand_computed_answer(tmp_path, tolerant):
     assert not (tmp_path / "out.rejected.jsonl").exists()
 
 
-def test_false_positives_give_the_hand_computed_auc_ap_and_precision(tmp_path, tolerant):
+def test_false_positives_give_the_hand_computed_auc_ap_and_precision(tmp_path):
     rows = labelled_rows(legit_large=5)
     assert sum(r["large"] and not r["fraud"] for r in rows) == 5
     data = write_csv(tmp_path / "tx.csv", rows)
@@ -194,22 +189,22 @@ def test_evaluate_matches_a_hand_computed_case():
     labels = [True, False, True, False, False, True]
     scores = [90, 80, 70, 70, 10, 0]
     tiers = [3, 3, 2, 2, 0, 0]
-    m = bt.evaluate(labels, scores, tiers)
+    m = evaluate(labels, scores, tiers)
     # pairs (pos, neg): 90 beats all 3; 70 beats 10, ties 70, loses to 80; 0 beats none → (3 + 1.5) / 9
     assert m["roc_auc"] == pytest.approx(4.5 / 9)
     # ranked: 90 P, 80 N, 70 P+N (tie: one threshold), 10 N, 0 P: AP = 1/3·1 + 1/3·(2/4) + 1/3·(3/6)
     assert m["average_precision"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert m["tiers"][3] == {"alerts": 2, "alert_share": 2 / 6, "true_alerts": 1, "precision": 0.5, "recall": 1 / 3}
     assert m["tiers"][2]["precision"] == pytest.approx(0.5) and m["tiers"][2]["recall"] == pytest.approx(2 / 3)
-    assert bt.evaluate([False, False], [1, 2], [0, 1])["roc_auc"] is None
+    assert evaluate([False, False], [1, 2], [0, 1])["roc_auc"] is None
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "ndjson"])
 def test_parquet_and_jsonl_inputs_give_the_same_results_as_csv(tmp_path, fmt):
     rows = labelled_rows(legit_large=5)
     config = ScoringConfig.model_validate(tiny_config())
-    mapping = bt.Mapping.model_validate(MAPPING)
-    reference = bt.run_backtest(bt.load_transactions(write_csv(tmp_path / "tx.csv", rows), mapping, "is_fraud"),
+    mapping = Mapping.model_validate(MAPPING)
+    reference = run_backtest(load_transactions(write_csv(tmp_path / "tx.csv", rows), mapping, "is_fraud"),
                                 FeedbackTolerant(config), tmp_path / "ref.parquet")
     path = tmp_path / f"tx.{fmt}"
     if fmt == "parquet":  # typed: zoned timestamps, float amounts, boolean labels
@@ -223,7 +218,7 @@ def test_parquet_and_jsonl_inputs_give_the_same_results_as_csv(tmp_path, fmt):
             "id": r["id"], "booked_at": int(datetime.fromisoformat(r["booked_at"]).timestamp() * 1000),
             "customer": r["customer"], "terminal": r["terminal"], "value": r["value"],
             "is_fraud": int(r["fraud"])}) + "\n" for r in rows))
-    result = bt.run_backtest(bt.load_transactions(path, mapping, "is_fraud"), FeedbackTolerant(config),
+    result = run_backtest(load_transactions(path, mapping, "is_fraud"), FeedbackTolerant(config),
                              tmp_path / "out.parquet")
     assert result.metrics == reference.metrics
     assert result.metrics["roc_auc"] == pytest.approx(177.5 / 180)
@@ -298,20 +293,20 @@ def test_naive_timestamps_are_refused_unless_the_mapping_names_a_zone(tmp_path):
     parquet = tmp_path / "naive.parquet"
     pq.write_table(pa.table({"id": ["n1"], "booked_at": pa.array([datetime(2026, 3, 1, 17)], pa.timestamp("ns")),
                              "customer": ["C1"], "terminal": ["M1"], "value": [12.5]}), parquet)
-    with pytest.raises(bt.BacktestError, match="column 'booked_at' holds timestamps without a zone"):
-        bt.load_transactions(parquet, bt.Mapping.model_validate(MAPPING))
+    with pytest.raises(BacktestError, match="column 'booked_at' holds timestamps without a zone"):
+        load_transactions(parquet, Mapping.model_validate(MAPPING))
 
-    zoned = bt.Mapping.model_validate({**MAPPING, "timezone": "Asia/Shanghai"})
-    [(_, tx, _)] = bt.load_transactions(parquet, zoned).items
+    zoned = Mapping.model_validate({**MAPPING, "timezone": "Asia/Shanghai"})
+    [(_, tx, _)] = load_transactions(parquet, zoned).items
     assert tx.ts == datetime(2026, 3, 1, 9, tzinfo=UTC)  # 17:00 in Shanghai
-    loaded = bt.load_transactions(write_csv(tmp_path / "naive.csv", rows), zoned)
+    loaded = load_transactions(write_csv(tmp_path / "naive.csv", rows), zoned)
     assert [tx.ts for _, tx, _ in loaded.items] == [T0 + timedelta(minutes=i) for i in range(20)]
 
 
 # ------------------------------------------------------------------------------------------ malformed rows
 
 
-def test_malformed_rows_are_counted_reported_and_written_never_dropped(tmp_path, tolerant):
+def test_malformed_rows_are_counted_reported_and_written_never_dropped(tmp_path):
     rows = labelled_rows(30)
     rows[2]["value"] = -5
     rows[4]["value"] = "12.50 EUR"
@@ -351,7 +346,7 @@ def test_jsonl_lines_that_are_not_records_are_rejected(tmp_path):
     path = tmp_path / "tx.jsonl"
     good = {"id": "j1", "booked_at": "2026-03-01T09:00:00Z", "customer": "C1", "terminal": "M1", "value": 10}
     path.write_text(json.dumps(good) + "\n{not json\n\n[1, 2]\n" + json.dumps({**good, "id": "j2", "value": "x"}) + "\n")
-    loaded = bt.load_transactions(path, bt.Mapping.model_validate(MAPPING))
+    loaded = load_transactions(path, Mapping.model_validate(MAPPING))
     assert [tx.tx_id for _, tx, _ in loaded.items] == ["j1"]
     assert [(r.row, r.reason.split(":")[0]) for r in loaded.rejected] == [(2, "not JSON"), (4, "not a JSON object"),
                                                                          (5, "amount")]
@@ -361,10 +356,10 @@ def test_typed_ids_become_text_and_attributes_can_be_mapped(tmp_path):
     path = tmp_path / "typed.parquet"
     pq.write_table(pa.table({"id": [101, 102], "ms": [1772355600000, 1772355660000], "acct": [7, 7],
                              "amt": [12, 13.5], "mcc": [742, 5411], "scen": ["mule", None]}), path)
-    mapping = bt.Mapping.model_validate({"columns": {"tx_id": "id", "ts": "ms", "account_id": "acct", "amount": "amt",
+    mapping = Mapping.model_validate({"columns": {"tx_id": "id", "ts": "ms", "account_id": "acct", "amount": "amt",
                                                      "mcc": "mcc", "attributes.scenario": "scen"},
                                          "defaults": {"attributes.source": "core", "channel": "card"}})
-    first, second = [tx for _, tx, _ in bt.load_transactions(path, mapping).items]
+    first, second = [tx for _, tx, _ in load_transactions(path, mapping).items]
     assert (first.tx_id, first.account_id, first.mcc, first.amount) == ("101", "7", "0742", 12.0)
     assert first.attributes == {"source": "core", "scenario": "mule"} and second.attributes == {"source": "core"}
     assert first.channel == "card"
@@ -410,9 +405,9 @@ def test_feedback_never_arrives_before_the_delay_and_never_later_than_needed(tmp
     ms[30] = ms[31] + 1_800_000 - 1
     for r, offset in zip(rows, ms):
         r["booked_at"] = (T0 + timedelta(milliseconds=offset)).isoformat()
-    loaded = bt.load_transactions(write_csv(tmp_path / "tx.csv", rows), bt.Mapping.model_validate(MAPPING), "is_fraud")
+    loaded = load_transactions(write_csv(tmp_path / "tx.csv", rows), Mapping.model_validate(MAPPING), "is_fraud")
     spy = Spy(ScoringConfig.model_validate(tiny_config()))
-    result = bt.run_backtest(loaded, spy, tmp_path / "o.parquet", delay, partitions=partitions)
+    result = run_backtest(loaded, spy, tmp_path / "o.parquet", delay, partitions=partitions)
 
     # each account's partition is the one Kafka's default partitioner gives it, as in the worker
     partition_of = {r["customer"]: owning_partition(r["customer"].encode(), partitions) for r in rows}
@@ -438,9 +433,9 @@ def test_feedback_never_arrives_before_the_delay_and_never_later_than_needed(tmp
 def test_a_repeated_tx_id_is_answered_from_dedup_and_fed_back_once(tmp_path):
     rows = labelled_rows(20)
     rows.append({**rows[0], "booked_at": (T0 + timedelta(minutes=30)).isoformat()})
-    loaded = bt.load_transactions(write_csv(tmp_path / "tx.csv", rows), bt.Mapping.model_validate(MAPPING), "is_fraud")
+    loaded = load_transactions(write_csv(tmp_path / "tx.csv", rows), Mapping.model_validate(MAPPING), "is_fraud")
     spy = Spy(ScoringConfig.model_validate(tiny_config()))
-    result = bt.run_backtest(loaded, spy, tmp_path / "o.parquet", "0")
+    result = run_backtest(loaded, spy, tmp_path / "o.parquet", "0")
     assert result.duplicates == 1 and result.scored == 21
     assert [a[0] for a in spy.arrivals].count("b0000") == 1
     assert result.metrics["transactions"] == 20
@@ -449,7 +444,7 @@ def test_a_repeated_tx_id_is_answered_from_dedup_and_fed_back_once(tmp_path):
 # ------------------------------------------------------------------------------------------ generator stream
 
 
-def test_backtest_of_the_generator_stream_writes_every_column(tmp_path, tolerant):
+def test_backtest_of_the_generator_stream_writes_every_column(tmp_path):
     stream = SyntheticStream(seed=11, accounts=300, rate=5, fraud_share=0.05,
                              start=datetime.now(UTC) - timedelta(hours=6))
     path = tmp_path / "generated.jsonl"
@@ -492,13 +487,13 @@ def test_partitions_spread_over_processes_give_the_same_answer_as_one_process(tm
             f.write(json.dumps({**record, "fraud": bool(record["attributes"].get("scenario"))}) + "\n")
     fields = ["tx_id", "ts", "account_id", "amount", "direction", "channel", "counterparty_id", "merchant_id", "mcc",
               "country", "device_id", "ip", "lat", "lon", "status"]
-    loaded = bt.load_transactions(path, bt.Mapping.model_validate({"columns": {f: f for f in fields}}), "fraud")
+    loaded = load_transactions(path, Mapping.model_validate({"columns": {f: f for f in fields}}), "fraud")
     config = _active_config().model_copy(update={"models": _active_config().models.model_copy(update={
         "anomaly": _active_config().models.anomaly.model_copy(update={"enabled": True, "warmup": 100}),
         "supervised": _active_config().models.supervised.model_copy(update={"min_labels": 5})})})
     tables, results = {}, {}
     for processes in (1, 2):
-        results[processes] = bt.run_backtest(loaded, Scorer(config), tmp_path / f"{processes}.parquet", "2m",
+        results[processes] = run_backtest(loaded, Scorer(config), tmp_path / f"{processes}.parquet", "2m",
                                              partitions=4, processes=processes)
         tables[processes] = pq.read_table(tmp_path / f"{processes}.parquet").to_pylist()
     assert tables[1] == tables[2]
@@ -508,7 +503,7 @@ def test_partitions_spread_over_processes_give_the_same_answer_as_one_process(tm
     assert any("fraud_model" in r["reasons"] for r in tables[1])
     assert {r["partition"] for r in tables[1]} == {0, 1, 2, 3}
     # and one partition is a different deployment: its one model set sees every label
-    single = bt.run_backtest(loaded, Scorer(config), tmp_path / "single.parquet", "2m", partitions=1)
+    single = run_backtest(loaded, Scorer(config), tmp_path / "single.parquet", "2m", partitions=1)
     assert single.metrics != results[1].metrics
 
 
@@ -529,11 +524,11 @@ class FailsOn(Scorer):
 
 @pytest.mark.parametrize("kill", [False, True])
 def test_a_failing_process_stops_the_backtest_naming_it_and_writes_nothing(tmp_path, kill):
-    loaded = bt.load_transactions(write_csv(tmp_path / "tx.csv", labelled_rows(200)), bt.Mapping.model_validate(MAPPING),
+    loaded = load_transactions(write_csv(tmp_path / "tx.csv", labelled_rows(200)), Mapping.model_validate(MAPPING),
                                   "is_fraud")
     out = tmp_path / "o.parquet"
-    with pytest.raises(bt.BacktestError) as caught:
-        bt.run_backtest(loaded, FailsOn(ScoringConfig.model_validate(tiny_config()), "b0150", kill), out, "1m",
+    with pytest.raises(BacktestError) as caught:
+        run_backtest(loaded, FailsOn(ScoringConfig.model_validate(tiny_config()), "b0150", kill), out, "1m",
                         partitions=4, processes=2)
     message = str(caught.value)
     assert "riskcockpit-backtest-" in message and "nothing was written" in message
@@ -566,10 +561,10 @@ def test_indicator_columns_hold_each_indicators_value_and_null_when_not_applicab
     config = ScoringConfig.model_validate({"indicators": {"large_amount": {"weight": 60, "params": {"threshold": 1000}},
                                                           "new_device": {"weight": 30, "params": {"min_history": 0}}},
                                            **NO_MODELS})
-    mapping = bt.Mapping.model_validate({"columns": {**MAPPING["columns"], "device_id": "device"}})
+    mapping = Mapping.model_validate({"columns": {**MAPPING["columns"], "device_id": "device"}})
     data = write_csv(tmp_path / "tx.csv", [{**r, "device": "d1" if i % 2 else ""} for i, r in enumerate(labelled_rows(10))],
                      columns=("id", "booked_at", "customer", "terminal", "value", "device"))
-    bt.run_backtest(bt.load_transactions(data, mapping), Scorer(config), tmp_path / "o.parquet")
+    run_backtest(load_transactions(data, mapping), Scorer(config), tmp_path / "o.parquet")
     rows = pq.read_table(tmp_path / "o.parquet").to_pylist()
     assert [r["ind_large_amount"] for r in rows] == [r["amount"] for r in rows]
     assert [r["ind_new_device"] is None for r in rows] == [i % 2 == 0 for i in range(10)]
@@ -590,16 +585,16 @@ def test_scoring_config_file_errors_name_the_file(tmp_path):
 def test_unknown_file_types_and_unreadable_files_are_refused(tmp_path):
     path = tmp_path / "tx.xlsx"
     path.write_text("x")
-    with pytest.raises(bt.BacktestError, match=r"tx.xlsx: unknown file type '.xlsx'; expected .csv, .parquet"):
-        bt.load_transactions(path, bt.Mapping.model_validate(MAPPING))
+    with pytest.raises(BacktestError, match=r"tx.xlsx: unknown file type '.xlsx'; expected .csv, .parquet"):
+        load_transactions(path, Mapping.model_validate(MAPPING))
     latin = tmp_path / "latin.csv"
     latin.write_bytes("id,booked_at,customer,terminal,value\nb1,2026-03-01T09:00:00Z,Müller,M1,5\n".encode("latin-1"))
-    with pytest.raises(bt.BacktestError, match=r"latin.csv: not UTF-8 text"):
-        bt.load_transactions(latin, bt.Mapping.model_validate(MAPPING))
+    with pytest.raises(BacktestError, match=r"latin.csv: not UTF-8 text"):
+        load_transactions(latin, Mapping.model_validate(MAPPING))
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 not really")
-    with pytest.raises(bt.BacktestError, match=r"broken.parquet: not a readable Parquet file"):
-        bt.load_transactions(broken, bt.Mapping.model_validate(MAPPING))
+    with pytest.raises(BacktestError, match=r"broken.parquet: not a readable Parquet file"):
+        load_transactions(broken, Mapping.model_validate(MAPPING))
 
 
 # ------------------------------------------------------------------------------------------ replay

@@ -11,12 +11,8 @@ from itertools import count, islice
 
 import pytest
 
-from riskcockpit.streams.generator import (
-    REPORTING_THRESHOLD,
-    SCENARIOS,
-    SyntheticStream,
-    pace,
-)
+from riskcockpit.streams.generator import SyntheticStream, pace
+from riskcockpit.streams.scenarios import REPORTING_THRESHOLD, SCENARIOS
 
 START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 

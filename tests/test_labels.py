@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from riskcockpit.backtest import BacktestError
+from riskcockpit.backtest.history import BacktestError
 from riskcockpit.labels import disposition, load_label_mapping, load_labels
 
 
@@ -90,7 +90,8 @@ def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_p
     """One code path: the file's verdicts at their known time are the column's after the delay."""
     import pyarrow.parquet as pq
 
-    from riskcockpit import backtest as bt
+    from riskcockpit.backtest.history import Mapping, load_transactions
+    from riskcockpit.backtest.run import run_backtest
     from riskcockpit.labels import attach
     from test_backtest import MAPPING, labelled_rows, write_csv
 
@@ -98,8 +99,8 @@ def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_p
 
     rows = labelled_rows(400, every=8)
     transactions = write_csv(tmp_path / "tx.csv", rows)
-    mapping = bt.Mapping.model_validate(MAPPING)
-    column = bt.run_backtest(bt.load_transactions(transactions, mapping, "is_fraud"), Scorer(_with_models()),
+    mapping = Mapping.model_validate(MAPPING)
+    column = run_backtest(load_transactions(transactions, mapping, "is_fraud"), Scorer(_with_models()),
                              tmp_path / "column.parquet", "1h", partitions=2)
     labels = tmp_path / "labels.csv"
     labels.write_text("ref,card,outcome,reported\n" + "".join(
@@ -107,9 +108,9 @@ def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_p
         f"{int(datetime.fromisoformat(r['booked_at']).timestamp() * 1000) + 3_600_000}\n" for r in rows))
     label_map = tmp_path / "labels.yaml"
     label_map.write_text("columns: {tx_id: ref, account_id: card, label: outcome, known_at: reported}\n")
-    loaded, unmatched = attach(bt.load_transactions(transactions, mapping),
+    loaded, unmatched = attach(load_transactions(transactions, mapping),
                                load_labels(labels, load_label_mapping(label_map)))
-    from_file = bt.run_backtest(loaded, Scorer(_with_models()), tmp_path / "file.parquet", "7d", partitions=2)
+    from_file = run_backtest(loaded, Scorer(_with_models()), tmp_path / "file.parquet", "7d", partitions=2)
     assert unmatched == 0 and from_file.fed_back == column.fed_back == 340
     a, b = (pq.read_table(p).to_pydict() for p in (tmp_path / "column.parquet", tmp_path / "file.parquet"))
     assert a["risk_score"] == b["risk_score"] and a["label"] == b["label"]
@@ -117,7 +118,8 @@ def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_p
 
 
 def test_a_chargeback_file_teaches_its_frauds_when_known_and_the_rest_count_as_legitimate(tmp_path):
-    from riskcockpit import backtest as bt
+    from riskcockpit.backtest.history import Mapping, load_transactions
+    from riskcockpit.backtest.run import run_backtest
     from riskcockpit.labels import attach
     from test_backtest import MAPPING, T0, Spy, labelled_rows, tiny_config, write_csv
 
@@ -131,10 +133,10 @@ def test_a_chargeback_file_teaches_its_frauds_when_known_and_the_rest_count_as_l
         f"{r['id']},{r['customer']},fraud,{known[r['id']]}\n" for r in frauds) + "gone,C1,fraud,\n")
     label_map = tmp_path / "labels.yaml"
     label_map.write_text("columns: {tx_id: ref, account_id: card, label: outcome, known_at: reported}\n")
-    loaded, unmatched = attach(bt.load_transactions(write_csv(tmp_path / "tx.csv", rows), bt.Mapping.model_validate(MAPPING)),
+    loaded, unmatched = attach(load_transactions(write_csv(tmp_path / "tx.csv", rows), Mapping.model_validate(MAPPING)),
                                load_labels(labels, load_label_mapping(label_map)))
     spy = Spy(ScoringConfig.model_validate(tiny_config()))
-    result = bt.run_backtest(loaded, spy, tmp_path / "o.parquet", "7d")
+    result = run_backtest(loaded, spy, tmp_path / "o.parquet", "7d")
     assert unmatched == 1 and result.fed_back == len(frauds) == 20
     assert result.metrics["frauds"] == 20 and result.metrics["transactions"] == 200
     for tx_id, ts, label, arrived in spy.arrivals:

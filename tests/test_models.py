@@ -100,7 +100,8 @@ def test_supervised_model_learns_a_threshold_at_one_merchant_category_from_label
     # learn the cut from labels, each delivered a day after its transaction (the backtest's path).
     import random
 
-    from riskcockpit.backtest import load_mapping, load_transactions, run_backtest
+    from riskcockpit.backtest.history import load_mapping, load_transactions
+    from riskcockpit.backtest.run import run_backtest
 
     rng, start = random.Random(3), datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     data = tmp_path / "rule.csv"

@@ -1,11 +1,9 @@
-"""Backtest: score a file of historical transactions with the worker's own scoring core.
+"""A file of historical transactions, read, mapped to the transaction contract and validated.
 
-The file (CSV, Parquet or JSON lines) is mapped to the transaction contract by a small YAML
-mapping, every row is validated by :class:`riskcockpit.ground.contract.Transaction` exactly as the worker
-validates a Kafka record, and the valid ones are scored by :class:`riskcockpit.indicators.scoring.Scorer`
-in event-time order with per-account state dicts kept in memory, staged and partitioned as
-the worker is (:mod:`riskcockpit.backtest_stages`). There is no second
-implementation of anything: what the backtest says is what the worker would have said.
+The file (CSV, Parquet or JSON lines) is mapped to the contract by a small YAML mapping, and
+every row is validated by :class:`riskcockpit.ground.contract.Transaction` exactly as the worker
+validates a Kafka record. The backtest, the backfill and the replay read their files here;
+the bulk labels' reader (:mod:`riskcockpit.labels`) shares its formats, times and labels.
 
 Mapping file (``--mapping``)::
 
@@ -31,23 +29,10 @@ Labels (``--labels COLUMN``): case-insensitive, surrounding blanks ignored.
 - fraud: ``true``, ``1`` (also 1.0), ``t``, ``yes``, ``y``, ``fraud``, ``fraudulent``, ``positive``, ``confirmed``
 - legitimate: ``false``, ``0`` (also 0.0), ``f``, ``no``, ``n``, ``legit``, ``legitimate``, ``genuine``, ``negative``
 
-Anything else, empty cells included, stops the backtest naming the rows. Each label is fed to
-the scorer (``Scorer.feedback(record, label)``) as an analyst's disposition ``feedback_delay``
-after its transaction's event time, never earlier: before a transaction at time *t* is scored,
-every disposition due at or before *t* is delivered.
+Anything else, empty cells included, stops the backtest naming the rows.
 
 Row numbers (rejected file, errors): the 1-based data row for CSV (the header is not counted,
 so file line = row + 1), the 1-based row for Parquet, the line number for JSON lines.
-
-Output (``--out``, Parquet), one row per valid input transaction in event-time order: ``tx_id``,
-``ts`` (UTC, ms), ``account_id``, ``partition`` (whose models scored it), ``amount``, ``risk_score`` (0–100), ``tier`` (0–3),
-``model_score``, ``label_free_score`` (the score without the supervised model), ``fraud_probability``
-(−1 before the model contributes), ``regime`` (``label-free``, ``blended`` or ``supervised``: how much
-of the score the supervised model made), ``config_hash``, ``reasons`` (JSON text, as in ``risk.scores``), ``label`` (with
-``--labels``) and ``ind_<name>`` per enabled indicator: ``record["features"][name]``, the
-indicator's value (null: not applicable). Malformed rows go, with
-their row number, reason and original values, to ``OUT.rejected.jsonl``. Metrics count a
-repeated ``tx_id`` once, and its disposition is fed back once.
 """
 
 from __future__ import annotations
@@ -55,11 +40,9 @@ from __future__ import annotations
 import csv
 import json
 import re
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -68,12 +51,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from riskcockpit.ground.durations import parse_duration_ms
-from riskcockpit.ground.tiers import TIER_NAMES
-from riskcockpit.indicators.scoring import Scorer, ScoringConfig
-from riskcockpit.backtest_stages import ProcessFailed, partition_of, score_staged
-from riskcockpit.ground.yamlfile import ConfigError, read_yaml, validate
 from riskcockpit.ground.contract import Transaction, _reason
+from riskcockpit.ground.yamlfile import ConfigError, read_yaml, validate
 
 REQUIRED = ("tx_id", "ts", "account_id", "amount")
 FIELDS = tuple(Transaction.model_fields)
@@ -495,301 +474,3 @@ def rejection_summary(loaded: Loaded, first: int = 5) -> list[str]:
         lines.append(f"  … and {len(loaded.reasons()) - 10} other reasons")
     lines.append("  first: " + "; ".join(f"row {r.row}: {r.reason}" for r in loaded.rejected[:first]))
     return lines
-
-
-# ------------------------------------------------------------------------------------------------ scoring
-
-
-def load_config_file(path: str | Path) -> ScoringConfig:
-    """A scoring config file in the format of ``config/indicators.yaml``."""
-    path = Path(path)
-    try:
-        return validate(ScoringConfig, read_yaml(path), error=BacktestError)
-    except ConfigError as exc:
-        raise BacktestError(str(exc)) from None
-
-
-@dataclass
-class Result:
-    loaded: Loaded
-    out: Path
-    rejected_file: Path | None
-    scored: int
-    duplicates: int
-    fed_back: int
-    seconds: float
-    scoring_seconds: float
-    metrics: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    table: Any = None  # pyarrow.Table: what was written to ``out``
-
-    @property
-    def rate(self) -> float:
-        return self.scored / self.seconds if self.seconds else float("inf")
-
-
-def feed_plan(loaded: Loaded, delay: int) -> tuple[list, list[int | None], int]:
-    """What the staged scoring takes: (items: (transaction, label to feed back or None), due: when
-    each label is delivered, distinct tx_ids). A repeated tx_id is fed back once, its first label;
-    from a label file only the file's labels, when each became known."""
-    fed = loaded.fed
-    seen: set[str] = set()
-    items, due = [], []
-    for _, tx, label in loaded.items:
-        feed = label if tx.tx_id not in seen and (fed is None or tx.tx_id in fed) else None
-        known = fed.get(tx.tx_id) if fed else None
-        items.append((tx, feed))
-        # Never before the transaction: a label cannot teach the decision it has not seen yet.
-        due.append(None if feed is None else tx.ts_ms + delay if known is None else max(tx.ts_ms, known))
-        seen.add(tx.tx_id)
-    return items, due, len(seen)
-
-
-def run_backtest(loaded: Loaded, scorer: Scorer, out: str | Path, feedback_delay: str | int = "7d",
-                 progress: Callable[[int, str], None] | None = None, partitions: int = 1,
-                 processes: int = 1, write_rejects: bool = True, test_from: datetime | None = None,
-                 k: int = 100) -> Result:
-    """Score ``loaded`` in event-time order and write one Parquet row per valid transaction.
-
-    The worker's stages over a topic of ``partitions`` partitions, spread over ``processes``
-    (:mod:`riskcockpit.backtest_stages`). With labels, each disposition reaches the scorer once
-    per ``tx_id`` and never before its transaction's time plus ``feedback_delay`` (from a label
-    file, when it became known, if the file says so; never before its transaction). Rejected rows
-    go to ``OUT.rejected.jsonl`` unless ``write_rejects`` is false (a second run of the same file).
-    With ``test_from``, metrics count only the transactions from then on: the rest warms the
-    state and the models, as the months before a go-live would.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    delay = parse_duration_ms(feedback_delay)
-    if delay < 0:
-        raise BacktestError(f"--feedback-delay: must not be negative (got {feedback_delay!r})")
-    if partitions < 1 or processes < 1:
-        raise BacktestError(f"--partitions and --processes must be at least 1 (got {partitions}, {processes})")
-    labelled = any(label is not None for _, _, label in loaded.items)
-    items, due, distinct = feed_plan(loaded, delay)
-    started = time.perf_counter()
-    owner = partition_of(items, partitions)
-    try:
-        shards = score_staged(scorer, items, due, owner, processes, progress)
-    except ProcessFailed as exc:
-        raise BacktestError(str(exc)) from None
-    written = time.perf_counter()
-    phases = {"stages": written - started}
-    if progress is not None:
-        progress(len(items), "writing")
-    n = len(items)
-    # Each process's table, back in event-time order.
-    scored = pa.concat_tables([shard.table for shard in shards])
-    order = np.argsort(np.concatenate([np.asarray(shard.positions, dtype=np.int64) for shard in shards]), kind="stable")
-    scored = scored.take(pa.array(order))
-    txs = [tx for tx, _ in items]
-    arrays = {"tx_id": pa.array([tx.tx_id for tx in txs], pa.string()),
-              "ts": pa.array([tx.ts for tx in txs], pa.timestamp("ms", tz="UTC")),
-              "account_id": pa.array([tx.account_id for tx in txs], pa.string()),
-              "partition": pa.array(owner, pa.int16()),
-              "amount": pa.array([tx.amount for tx in txs], pa.float64()),
-              "risk_score": scored["risk_score"], "tier": scored["tier"], "model_score": scored["model_score"],
-              "label_free_score": scored["label_free_score"], "fraud_probability": scored["fraud_probability"],
-              "regime": scored["regime"],
-              "config_hash": pa.array([scorer.config_hash] * n, pa.string()), "reasons": scored["reasons"]}
-    labels = [label for _, _, label in loaded.items]
-    if labelled:
-        arrays["label"] = pa.array(labels, pa.bool_())
-    arrays |= {name: scored[name] for name in scored.column_names if name.startswith("ind_")}
-    table = pa.table(arrays)
-    table = table.replace_schema_metadata({"riskcockpit.config_hash": scorer.config_hash,
-                                           "riskcockpit.source": str(loaded.path),
-                                           "riskcockpit.partitions": str(partitions),
-                                           "riskcockpit.feedback_delay_ms": str(delay) if labelled else ""})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
-    seconds = time.perf_counter() - started
-    phases["merge + write"] = time.perf_counter() - written
-    rejected_file = write_rejected(loaded, out.with_suffix(".rejected.jsonl")) if write_rejects else None
-    duplicates = n - distinct
-    result = Result(loaded, out, rejected_file, n, duplicates, sum(s.fed_back for s in shards), seconds,
-                    sum(s.core_seconds for s in shards), extra={"phases": phases}, table=table)
-    if labelled:
-        tested = range(n) if test_from is None else [i for i, tx in enumerate(txs) if tx.ts >= test_from]
-        column = {name: table[name].to_pylist() for name in ("risk_score", "tier", "tx_id", "account_id")}
-        pick = lambda name: [column[name][i] for i in tested]  # noqa: E731
-        result.metrics = evaluate([labels[i] for i in tested], pick("risk_score"), pick("tier"), pick("tx_id"),
-                                  [txs[i].ts_ms // 86_400_000 for i in tested], pick("account_id"), k)
-        result.metrics["test_from"] = test_from
-    return result
-
-
-# ------------------------------------------------------------------------------------------------ metrics
-
-
-def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: list[str] | None = None,
-             days: list[int] | None = None, entities: list[str] | None = None, k: int = 100) -> dict:
-    """ROC AUC and average precision of the score; precision / recall / volume of ``tier >= k``;
-    with ``days`` (epoch days) and ``entities`` (accounts), alerts per day of each tier and card
-    precision@k (:func:`card_precision_at_k`).
-
-    Repeated ``tx_id`` (a redelivery answered from the dedup memory) count once. AUC and AP are
-    ``None`` when only one class is present; precision is ``None`` for a tier with no alerts.
-    """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    if tx_ids is not None:
-        keep = first_occurrences(tx_ids)
-        labels, scores, tiers = [labels[i] for i in keep], [scores[i] for i in keep], [tiers[i] for i in keep]
-        days = None if days is None else [days[i] for i in keep]
-        entities = None if entities is None else [entities[i] for i in keep]
-    n, positives = len(labels), sum(labels)
-    both = 0 < positives < n
-    metrics: dict[str, Any] = {
-        "transactions": n, "frauds": positives,
-        "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
-        "average_precision": float(average_precision_score(labels, scores)) if positives else None,
-        "tiers": {},
-    }
-    for tier in (1, 2, 3):
-        alerts = sum(1 for t in tiers if t >= tier)
-        hits = sum(1 for t, y in zip(tiers, labels) if t >= tier and y)
-        metrics["tiers"][tier] = {
-            "alerts": alerts, "alert_share": alerts / n if n else None, "true_alerts": hits,
-            "precision": hits / alerts if alerts else None, "recall": hits / positives if positives else None,
-        }
-        if days is not None:
-            metrics["tiers"][tier]["per_day"] = alerts / len(set(days)) if days else None
-    if days is not None and entities is not None:
-        metrics["card_precision_at_k"], metrics["k"] = card_precision_at_k(labels, scores, days, entities, k), k
-    return metrics
-
-
-def card_precision_at_k(labels: list[bool], scores: list[float], days: list[int], entities: list[str],
-                        k: int = 100) -> float | None:
-    """The share of fraudulent entities among each day's ``k`` riskiest, averaged over days.
-
-    An entity's risk on a day is its highest score that day; an entity found fraudulent among
-    the top ``k`` of an earlier day is left out (it is blocked by then), so each day asks what
-    an analyst team that can check ``k`` cards a day would find that is new.
-
-    >>> card_precision_at_k([True, False, True, False], [90, 80, 70, 10], [0, 0, 1, 1], ["a", "b", "a", "c"], k=1)
-    0.5
-    """
-    by_day: dict[int, dict[str, tuple[float, bool]]] = {}
-    for y, score, day, entity in zip(labels, scores, days, entities):
-        day_of = by_day.setdefault(day, {})
-        highest, fraudulent = day_of.get(entity, (score, False))
-        day_of[entity] = (max(highest, score), fraudulent or bool(y))
-    detected: set[str] = set()
-    precisions = []
-    for day in sorted(by_day):
-        ranked = sorted(((score, y, e) for e, (score, y) in by_day[day].items() if e not in detected),
-                        key=lambda item: -item[0])[:k]
-        if ranked:
-            precisions.append(sum(y for _, y, _ in ranked) / k)
-            detected |= {e for _, y, e in ranked if y}
-    return sum(precisions) / len(precisions) if precisions else None
-
-
-def first_occurrences(tx_ids: list[str]) -> list[int]:
-    """Positions of each ``tx_id``'s first row: a repeat (a redelivery) counts once."""
-    keep, seen = [], set()
-    for i, tx_id in enumerate(tx_ids):
-        if tx_id not in seen:
-            seen.add(tx_id)
-            keep.append(i)
-    return keep
-
-
-def compare(baseline: Result, candidate: Result) -> dict:
-    """How ``candidate``'s config changes ``baseline``'s alerts on the same transactions: alerts
-    per tier, and the transactions whose tier went up or down. Repeated ``tx_id`` count once.
-
-    >>> import pyarrow as pa
-    >>> run = lambda tiers: Result(None, None, None, 3, 0, 0, 1.0, 1.0, table=pa.table(
-    ...     {"tx_id": ["a", "b", "c"], "tier": tiers}))
-    >>> change = compare(run([0, 2, 3]), run([1, 2, 1]))
-    >>> change["tiers"][1], change["tiers"][3], change["up"], change["down"]
-    ({'baseline': 2, 'candidate': 3}, {'baseline': 1, 'candidate': 0}, 1, 1)
-    """
-    ids = candidate.table["tx_id"].to_pylist()
-    if baseline.table["tx_id"].to_pylist() != ids:
-        raise BacktestError("the baseline and the candidate did not score the same transactions")
-    keep = first_occurrences(ids)
-    tiers_before, tiers_after = baseline.table["tier"].to_pylist(), candidate.table["tier"].to_pylist()
-    before, after = [tiers_before[i] for i in keep], [tiers_after[i] for i in keep]
-    return {"transactions": len(keep),
-            "up": sum(a > b for b, a in zip(before, after)), "down": sum(a < b for b, a in zip(before, after)),
-            "tiers": {k: {"baseline": sum(t >= k for t in before), "candidate": sum(t >= k for t in after)}
-                      for k in (1, 2, 3)}}
-
-
-def _num(value, pattern="{:.4f}"):
-    return "n/a" if value is None else pattern.format(value)
-
-
-def format_comparison(baseline: Result, candidate: Result, baseline_hash: str, candidate_hash: str) -> str:
-    """The change in alert volume per tier (and in precision and recall, when labelled)."""
-    change = compare(baseline, candidate)
-    labelled = baseline.metrics is not None and candidate.metrics is not None
-    lines = [f"baseline config {baseline_hash} → candidate config {candidate_hash}, "
-             f"the same {change['transactions']} transactions:"]
-    if labelled:
-        for key, label in (("roc_auc", "ROC AUC"), ("average_precision", "average precision")):
-            lines.append(f"{label:<18} {_num(baseline.metrics[key])} → {_num(candidate.metrics[key])}")
-    lines.append((f"{'alert rule':<18} {'baseline':>8}  {'candidate':>9}  {'change':>8} {'':<7}"
-                  + (f" {'precision':<15}  recall" if labelled else "")).rstrip())
-    names = TIER_NAMES
-    for k, volume in change["tiers"].items():
-        before, after = volume["baseline"], volume["candidate"]
-        relative = f"({(after - before) / before:+.0%})" if before else ""
-        line = f"tier >= {k} {names[k]:<8} {before:>8}  {after:>9}  {after - before:>+8} {relative:<7}"
-        if labelled:
-            b, c = baseline.metrics["tiers"][k], candidate.metrics["tiers"][k]
-            line += (f" {_num(b['precision']):>6} → {_num(c['precision']):<6}"
-                     f"  {_num(b['recall']):>6} → {_num(c['recall'])}")
-        lines.append(line.rstrip())
-    lines.append(f"tier changed for {change['up'] + change['down']} of {change['transactions']} transactions: "
-                 f"{change['up']} up, {change['down']} down")
-    return "\n".join(lines)
-
-
-def format_metrics(metrics: dict) -> str:
-    since = f" from {metrics['test_from'].isoformat()}" if metrics.get("test_from") else ""
-    lines = [f"labelled{since}: {metrics['transactions']} transactions, {metrics['frauds']} fraud "
-             f"({_num(metrics['frauds'] / metrics['transactions'] if metrics['transactions'] else None, '{:.2%}')})",
-             f"ROC AUC            {_num(metrics['roc_auc'])}",
-             f"average precision  {_num(metrics['average_precision'])}"]
-    if "card_precision_at_k" in metrics:
-        lines.append(f"card precision@{metrics['k']:<4} {_num(metrics['card_precision_at_k'])}")
-    lines.append("alert rule        alerts   share    per day  precision  recall")
-    names = TIER_NAMES
-    for k, m in metrics["tiers"].items():
-        lines.append(f"tier >= {k} {names[int(k)]:<8} {m['alerts']:>7}  {_num(m['alert_share'], '{:>6.2%}')}  "
-                     f"{_num(m.get('per_day'), '{:>7.1f}')}  {_num(m['precision']):>9}  {_num(m['recall']):>6}")
-    return "\n".join(lines)
-
-
-@contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr, as a callback taking the count done so far (and the stage)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[rate]:>8.0f} tx/s")]
-    with Progress(*columns, console=Console(stderr=True), disable=not enabled) as bar:
-        task = bar.add_task(description, total=total, rate=0.0)
-
-        def update(done: int, stage: str | None = None) -> None:
-            elapsed = bar.tasks[0].elapsed or 1e-9
-            bar.update(task, completed=done, rate=done / elapsed,
-                       **({"description": f"{description}: {stage}"} if stage else {}))
-
-        yield update

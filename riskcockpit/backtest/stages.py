@@ -129,7 +129,7 @@ def account_pass(pipeline: Pipeline, items: list[Item], positions: list[int], ow
         queue = pending.setdefault(partition, [])
         while queue and queue[0][0] <= now:
             _, j, record, is_fraud = heapq.heappop(queue)
-            pipeline.learn(items[j][0], is_fraud, store, record)
+            pipeline.learn(items[j][0], is_fraud, store, record, stages=())  # the entity pass teaches the entities
             fed_back += 1
         t0 = clock()
         record = pipeline.score(tx, store, (partition, i), Trip(ACCOUNT, tx.account_id, signals, False)).record
@@ -160,7 +160,7 @@ def account_pass(pipeline: Pipeline, items: list[Item], positions: list[int], ow
         for queue in pending.values():
             while queue:
                 _, j, record, is_fraud = heapq.heappop(queue)
-                pipeline.learn(items[j][0], is_fraud, store, record)
+                pipeline.learn(items[j][0], is_fraud, store, record, stages=())
                 shard.fed_back += 1
         shard.states = store.states[ACCOUNT]
         shard.models = {p: pipeline.scorer.model_set(p) for p in {owner[i] for i in positions}}
