@@ -8,8 +8,8 @@ from operator import itemgetter
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
-from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, add_event, in_window, new_signal, push_event, recent, short_history, tally, too_few
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.support import add_event, in_window, short_history, tally, too_few
 
 
 class PassThroughParams(Params):
@@ -40,22 +40,21 @@ class PassThrough(Indicator):
     typology = "money-mule pass-through, layering"
     requires = ("direction",)
     Params = PassThroughParams
-    state_doc = ("`e`: [time, amount signed + for a credit and - for a debit, counterparty] of the window's "
-                 "transactions in arrival order (at most `cap`); " + IN_ORDER_DOC + ".")
+    state_doc = ("`w`: [time, amount signed + for a credit and - for a debit, counterparty] of the window's "
+                 "transactions in time order (at most `cap`).")
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._not_debit = Signal(self.name, 0.0, False, "not a debit")
-        self._no_inflow = Signal(self.name, 0.0, False, "no recent inflow")
+        self._not_debit = self.signal(0.0, False, "not a debit")
+        self._no_inflow = self.signal(0.0, False, "no recent inflow")
 
     def score_one(self, state, tx):
         if tx.direction != "debit":
             return self._not_debit
-        p, events = self.p, state.get("e")
+        p = self.p
         inflow, paid_out, sources = 0, 0, set()
         # One pass, adding in list order as sum() would: the same floats as three separate sums.
-        for _, signed, counterparty in recent(state, events, tx.ts_ms, p.window) if events else ():
+        for _, signed, counterparty in in_window(state, tx.ts_ms, p.window):
             if signed > 0:
                 inflow += signed
                 if counterparty:
@@ -69,13 +68,12 @@ class PassThrough(Indicator):
         hit = p.ratio <= share < p.max_ratio and len(sources) >= p.min_sources
         reason = (f"{share:.0%} of {inflow:,.2f} received from {len(sources)} payers passed on "
                   f"within {p.window // 60_000} min")
-        return new_signal((self.name, round(share, 3), hit, reason))
+        return self.signal(round(share, 3), hit, reason)
 
     def learn_one(self, state, tx):
         if tx.direction in ("debit", "credit"):
             signed = tx.amount if tx.direction == "credit" else -tx.amount
-            push_event(state, state.setdefault("e", []), [tx.ts_ms, signed, tx.counterparty_id], self.p.window,
-                       self.p.cap)
+            add_event(state, [tx.ts_ms, signed, tx.counterparty_id], self.p.window, self.p.cap)
 
 
 _SECOND = itemgetter(1)
@@ -113,9 +111,8 @@ class BalanceDrain(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._not_debit = Signal(self.name, 0.0, False, "not a debit")
-        self._too_small = Signal(self.name, None, False, "estimated balance too small to judge")
+        self._not_debit = self.signal(0.0, False, "not a debit")
+        self._too_small = self.signal(None, False, "estimated balance too small to judge")
 
     def score_one(self, state, tx):
         if tx.direction != "debit":
@@ -125,8 +122,8 @@ class BalanceDrain(Indicator):
             return self._too_small
         share = tx.amount / balance
         hit = share >= self.p.ratio
-        return new_signal((self.name, round(share, 3), hit,
-                           f"debit takes {share:.0%} of the estimated balance {balance:,.2f}" if hit else NO_HIT))
+        return self.signal(round(share, 3), hit,
+                           f"debit takes {share:.0%} of the estimated balance {balance:,.2f}" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         if tx.status == "declined":
@@ -169,19 +166,18 @@ class CrossBorderRatio(Indicator):
     requires = ("country",)
     Params = CrossBorderRatioParams
     state_doc = ("`c`: transactions per country (at most `max_countries`, halved past `max_count`), `n` their total; "
-                 "`e`: [time, country] of the window's transactions (at most `cap`).")
+                 "`w`: [time, country] of the window's transactions (at most `cap`).")
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._too_few = too_few(self.name, self.p.min_tx)
-        self._short = short_history(self.name, self.p.min_history)
+        self._too_few = too_few(self, self.p.min_tx)
+        self._short = short_history(self, self.p.min_history)
 
     def score_one(self, state, tx):
         total, p = state.get("n", 0), self.p
         if total < p.min_history:
             return self._short[total]
-        recent = in_window(state.get("e", []), tx.ts_ms, p.window)
+        recent = in_window(state, tx.ts_ms, p.window)
         n = len(recent) + 1
         if n < p.min_tx:
             return self._too_few[n]
@@ -191,12 +187,12 @@ class CrossBorderRatio(Indicator):
         foreign = n - 1 - list(map(_SECOND, recent)).count(home) + abroad
         share = foreign / n
         hit = abroad and share >= p.ratio
-        return new_signal((self.name, round(share, 3), hit, NO_HIT if not hit else
-                           f"{foreign} of {n} transactions outside {home} within {p.window // 60_000} min"))
+        return self.signal(round(share, 3), hit, NO_HIT if not hit else
+                           f"{foreign} of {n} transactions outside {home} within {p.window // 60_000} min")
 
     def learn_one(self, state, tx):
         tally(state, tx.country, self.p.max_count, self.p.max_countries)
-        add_event(state.setdefault("e", []), [tx.ts_ms, tx.country], self.p.window, self.p.cap)
+        add_event(state, [tx.ts_ms, tx.country], self.p.window, self.p.cap)
 
 
 class CashIntensityParams(Params):
@@ -227,13 +223,12 @@ class CashIntensity(Indicator):
     typology = "cash placement, structuring at counters and ATMs, mule cash-out"
     requires = ("channel",)
     Params = CashIntensityParams
-    state_doc = "`e`: [time, amount, 1 if cash] of the window's transactions (at most `cap`)."
+    state_doc = "`w`: [time, amount, 1 if cash] of the window's transactions (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
         self._cash = frozenset(self.p.cash_channels)
-        self._not_cash = Signal(self.name, 0.0, False, "not cash")
+        self._not_cash = self.signal(0.0, False, "not cash")
 
     def score_one(self, state, tx):
         if tx.channel not in self._cash:
@@ -241,16 +236,16 @@ class CashIntensity(Indicator):
         p = self.p
         in_cash, moved = 0, 0
         # One pass, adding in list order as sum() would: the same floats as two separate sums.
-        for _, amount, is_cash in in_window(state.get("e", []), tx.ts_ms, p.window):
+        for _, amount, is_cash in in_window(state, tx.ts_ms, p.window):
             moved += amount
             if is_cash:
                 in_cash += amount
         cash, total = tx.amount + in_cash, tx.amount + moved
         share = cash / total
         hit = share >= p.share and cash >= p.min_cash
-        return new_signal((self.name, round(share, 3), hit, NO_HIT if not hit else
-                           f"{cash:,.2f} in cash, {share:.0%} of the amount within {p.window // 3_600_000}h"))
+        return self.signal(round(share, 3), hit, NO_HIT if not hit else
+                           f"{cash:,.2f} in cash, {share:.0%} of the amount within {p.window // 3_600_000}h")
 
     def learn_one(self, state, tx):
-        add_event(state.setdefault("e", []), [tx.ts_ms, tx.amount, int(tx.channel in self._cash)],
+        add_event(state, [tx.ts_ms, tx.amount, int(tx.channel in self._cash)],
                   self.p.window, self.p.cap)

@@ -8,8 +8,8 @@ from math import exp, log, sqrt
 from pydantic import Field, model_validator
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
-from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, Signals, new_signal, push_event, recent, short_history
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.support import Signals, add_event, in_window, short_history
 
 
 class AmountZScoreParams(Params):
@@ -41,8 +41,7 @@ class AmountZScore(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def score_one(self, state, tx):
         p, n = self.p, state.get("n", 0)
@@ -50,8 +49,8 @@ class AmountZScore(Indicator):
             return self._short[n]
         std = max(sqrt(state["m2"] / (n - 1)), p.min_std)
         z = (log(tx.amount) - state["mean"]) / std
-        return new_signal((self.name, round(z, 3), z >= p.threshold,
-                           f"amount {tx.amount:,.2f} is {z:.1f} sd above the account's usual"))
+        return self.signal(round(z, 3), z >= p.threshold,
+                           f"amount {tx.amount:,.2f} is {z:.1f} sd above the account's usual")
 
     def learn_one(self, state, tx):
         x = log(tx.amount)
@@ -88,7 +87,7 @@ class LargeAmount(Indicator):
     def score_one(self, state, tx):
         amount = tx.amount
         hit = amount >= self._threshold
-        return new_signal((self.name, amount, hit, f"amount {amount:,.2f}{self._at_least}" if hit else NO_HIT))
+        return self.signal(amount, hit, f"amount {amount:,.2f}{self._at_least}" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         pass  # stateless
@@ -122,28 +121,26 @@ class Structuring(Indicator):
     family = "amount"
     typology = "structuring / smurfing under the reporting threshold"
     Params = StructuringParams
-    state_doc = ("`e`: [time] of the window's amounts just under the threshold, in arrival order (at most `cap`); "
-                 + IN_ORDER_DOC + ".")
+    state_doc = "`w`: [time] of the window's amounts just under the threshold, in time order (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = p = Plain(self.params)
+        p = self.p
         self._low = p.threshold * (1 - p.band)  # "just under": in [threshold * (1 - band), threshold)
-        self._not_near = Signal(self.name, 0.0, False, "amount not just under the threshold")
+        self._not_near = self.signal(0.0, False, "amount not just under the threshold")
         under = f" amounts just under {p.threshold:,.0f} within {p.window // 3_600_000}h"
-        self._by_count = Signals(lambda count: Signal(self.name, float(count), count >= p.count, f"{count}{under}"))
+        self._by_count = Signals(lambda count: self.signal(float(count), count >= p.count, f"{count}{under}"))
 
     def score_one(self, state, tx):
         p = self.p
         if not self._low <= tx.amount < p.threshold:
             return self._not_near
-        events = state.get("e")
-        return self._by_count[1 + len(recent(state, events, tx.ts_ms, p.window)) if events else 1]  # <= cap + 1
+        return self._by_count[1 + len(in_window(state, tx.ts_ms, p.window))]  # <= cap + 1
 
     def learn_one(self, state, tx):
         p = self.p
         if self._low <= tx.amount < p.threshold:
-            push_event(state, state.setdefault("e", []), [tx.ts_ms], p.window, p.cap)
+            add_event(state, [tx.ts_ms], p.window, p.cap)
 
 
 class AmountEwmaRatioParams(Params):
@@ -174,8 +171,7 @@ class AmountEwmaRatio(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def score_one(self, state, tx):
         n = state.get("n", 0)
@@ -184,8 +180,8 @@ class AmountEwmaRatio(Indicator):
         avg = state["avg"]
         ratio = tx.amount / avg
         hit = ratio >= self.p.ratio
-        return new_signal((self.name, round(ratio, 3), hit,
-                           f"amount {tx.amount:,.2f} is {ratio:.1f}x the recent average {avg:,.2f}" if hit else NO_HIT))
+        return self.signal(round(ratio, 3), hit,
+                           f"amount {tx.amount:,.2f} is {ratio:.1f}x the recent average {avg:,.2f}" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         amount, avg = tx.amount, state.get("avg")
@@ -220,8 +216,7 @@ class MaxMultiple(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def score_one(self, state, tx):
         n = state.get("n", 0)
@@ -230,9 +225,9 @@ class MaxMultiple(Indicator):
         top = state["max"]
         multiple = tx.amount / top
         hit = multiple >= self.p.multiple
-        return new_signal((self.name, round(multiple, 3), hit,
+        return self.signal(round(multiple, 3), hit,
                            f"amount {tx.amount:,.2f} is {multiple:.1f}x the largest so far ({top:,.2f})" if hit
-                           else NO_HIT))
+                           else NO_HIT)
 
     def learn_one(self, state, tx):
         amount, top = tx.amount, state.get("max", 0.0)
@@ -267,8 +262,7 @@ class RoundAmount(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._not_round = Signal(self.name, 0.0, False, "not a large round amount")
+        self._not_round = self.signal(0.0, False, "not a large round amount")
 
     def score_one(self, state, tx):
         amount, p = tx.amount, self.p
@@ -278,8 +272,8 @@ class RoundAmount(Indicator):
         # Within a cent of a multiple counts: amounts arrive as floats.
         if abs(amount - round(units) * p.granularity) >= 0.005:
             return self._not_round
-        return new_signal((self.name, float(round(units)), True,
-                           f"round amount {amount:,.0f} ({round(units)} x {p.granularity:,.0f})"))
+        return self.signal(float(round(units)), True,
+                           f"round amount {amount:,.0f} ({round(units)} x {p.granularity:,.0f})")
 
     def learn_one(self, state, tx):
         pass  # stateless
@@ -315,8 +309,7 @@ class CategoryAmountRatio(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def score_one(self, state, tx):
         seen = state.get("c", {}).get(tx.mcc)
@@ -324,9 +317,9 @@ class CategoryAmountRatio(Indicator):
             return self._short[0 if seen is None else seen[0]]
         ratio = tx.amount / exp(seen[1])
         hit = ratio >= self.p.ratio
-        return new_signal((self.name, round(ratio, 3), hit,
+        return self.signal(round(ratio, 3), hit,
                            f"amount {tx.amount:,.2f} is {ratio:.1f}x the account's usual at MCC {tx.mcc}"
-                           if hit else NO_HIT))
+                           if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         categories = state.setdefault("c", {})

@@ -11,7 +11,6 @@ An indicator whose required input is absent says "not applicable" (value ``None`
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from operator import attrgetter
 from typing import Any, ClassVar, NamedTuple
 
@@ -33,15 +32,27 @@ class Signal(NamedTuple):
     reason: str
 
 
+# Signal(...) without the NamedTuple's generated Python-level ``__new__``: every transaction
+# builds one signal per indicator, and that frame is a third of the cost.
 _tuple_new = tuple.__new__
-# ``new_signal((name, value, hit, reason))``: Signal(...) without the NamedTuple's generated
-# Python-level ``__new__``. Every transaction builds one signal per indicator, and that frame
-# is a third of the cost.
-new_signal = partial(_tuple_new, Signal)
 
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Plain:
+    """The fields of frozen params as plain attributes, ``Indicator.p``: pydantic models define
+    ``__getattr__``, so CPython cannot specialise reads of their attributes, and each
+    ``self.params.window`` costs about three plain reads, on every transaction.
+
+    >>> Plain(type("P", (Params,), {"__annotations__": {"cap": int}, "cap": 5})()).cap
+    5
+    """
+
+    def __init__(self, params):
+        for name, value in vars(params).items():
+            setattr(self, name, value)
 
 
 REGISTRY: dict[str, type[Indicator]] = {}
@@ -74,6 +85,7 @@ class Indicator:
 
     def __init__(self, params: Params | None = None, **kwargs: Any):
         self.params = params if params is not None else self.Params(**kwargs)
+        self.p = Plain(self.params)  # what score_one and learn_one read
         self._not_applicable: dict[tuple[str, ...], Signal] = {}
 
     def score_one(self, state: dict, tx: Transaction) -> Signal:
@@ -111,14 +123,17 @@ class Indicator:
         return signal
 
     def signal(self, value: float | None, hit: bool, reason: str | Callable[[], str]) -> Signal:
-        """A signal of this indicator. A callable reason is written out only for a hit: reasons
-        are stored only for hits, and number formatting is a real share of an indicator's cost.
+        """A signal of this indicator: the one way an indicator builds one, per transaction or
+        once (a constant signal, built in ``__init__``; those that repeat by a key, in a
+        :class:`riskcockpit.indicators.support.Signals`). A callable reason is written out only
+        for a hit: reasons are stored only for hits, and number formatting is a real share of an
+        indicator's cost.
 
         >>> LargeAmountLike = type("X", (Indicator,), {"name": "x"})
         >>> LargeAmountLike().signal(0.2, False, lambda: 1 / 0).reason
         'no hit'
         """
-        if callable(reason):
+        if reason.__class__ is not str:
             reason = reason() if hit else NO_HIT
         return _tuple_new(Signal, (self.name, value, hit, reason))
 
@@ -156,19 +171,6 @@ class Evaluator:
             append(score_one(state, tx))
             learn_one(state, tx)
         return signals
-
-
-def prune_window(events: list, now_ms: int, window_ms: int, cap: int) -> None:
-    """Drop events older than the window (event time) and keep at most ``cap``, in place.
-
-    Events are lists whose first item is the epoch-ms time; order is by arrival, so late
-    events are tolerated: pruning compares times, not positions.
-    """
-    horizon = now_ms - window_ms
-    # Arrival order is nearly time order, so the first event is (almost always) the oldest:
-    # rebuild only when it has left the window or the cap is passed, not on every event.
-    if events and (events[0][0] <= horizon or len(events) > cap):
-        events[:] = [e for e in events if e[0] > horizon][-cap:]
 
 
 def tx_at(minute: float, amount: float = 100.0, **fields: Any) -> Transaction:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
 from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
-from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, Signals, add_event, in_window, new_signal, push_event, recent, too_few
+from riskcockpit.indicators.support import Signals, add_event, in_window, too_few
 
 
 _SECOND = itemgetter(1)
@@ -38,31 +38,28 @@ class SmallAmountBurst(Indicator):
     family = "card_testing"
     typology = "card testing at many merchants"
     Params = SmallAmountBurstParams
-    state_doc = ("`e`: [time, merchant] of the window's small payments in arrival order (at most `cap`); "
-                 + IN_ORDER_DOC + ".")
+    state_doc = "`w`: [time, merchant] of the window's small payments in time order (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._not_small = Signal(self.name, 0.0, False, "not a small amount")
+        self._not_small = self.signal(0.0, False, "not a small amount")
 
     def score_one(self, state, tx):
         p = self.p
         if tx.amount > p.max_amount:
             return self._not_small
-        events = state.get("e")
-        window = recent(state, events, tx.ts_ms, p.window) if events else []
+        window = in_window(state, tx.ts_ms, p.window)
         merchants = set(map(_SECOND, window))
         merchants.add(tx.merchant_id)
         merchants.discard(None)  # payments without a merchant are counted, not as a merchant
         count = len(window) + 1
         reason = f"{count} payments <= {p.max_amount:g} at {len(merchants)} merchants within {p.window // 60_000} min"
-        return new_signal((self.name, float(count), count >= p.count, reason))
+        return self.signal(float(count), count >= p.count, reason)
 
     def learn_one(self, state, tx):
         p = self.p
         if tx.amount <= p.max_amount:
-            push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.merchant_id], p.window, p.cap)
+            add_event(state, [tx.ts_ms, tx.merchant_id], p.window, p.cap)
 
 
 class DeclineRatioParams(Params):
@@ -88,28 +85,25 @@ class DeclineRatio(Indicator):
     typology = "card testing, brute-forcing card details"
     requires = ("status",)
     Params = DeclineRatioParams
-    state_doc = ("`e`: [time, 1 if declined] of the window's transactions in arrival order (at most `cap`); "
-                 + IN_ORDER_DOC + ".")
+    state_doc = "`w`: [time, 1 if declined] of the window's transactions in time order (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._too_few = too_few(self.name, self.p.min_tx)
+        self._too_few = too_few(self, self.p.min_tx)
 
     def score_one(self, state, tx):
-        p, events = self.p, state.get("e")
-        window = recent(state, events, tx.ts_ms, p.window) if events else []
+        p = self.p
+        window = in_window(state, tx.ts_ms, p.window)
         n = len(window) + 1
         if n < p.min_tx:
             return self._too_few[n]
         declined = sum(map(_SECOND, window)) + (tx.status == "declined")
         ratio = declined / n
-        return new_signal((self.name, round(ratio, 3), ratio >= p.ratio,
-                           f"{declined} of {n} declined within {p.window // 60_000} min"))
+        return self.signal(round(ratio, 3), ratio >= p.ratio,
+                           f"{declined} of {n} declined within {p.window // 60_000} min")
 
     def learn_one(self, state, tx):
-        push_event(state, state.setdefault("e", []), [tx.ts_ms, int(tx.status == "declined")], self.p.window,
-                   self.p.cap)
+        add_event(state, [tx.ts_ms, int(tx.status == "declined")], self.p.window, self.p.cap)
 
 
 _SECOND = itemgetter(1)
@@ -143,30 +137,29 @@ class DistinctMerchantsSmall(Indicator):
     typology = "card testing across many merchants"
     requires = ("merchant_id",)
     Params = DistinctMerchantsSmallParams
-    state_doc = "`e`: [time, merchant] of the window's small payments (at most `cap`)."
+    state_doc = "`w`: [time, merchant] of the window's small payments (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._not_small = Signal(self.name, 0.0, False, "not a small amount")
+        self._not_small = self.signal(0.0, False, "not a small amount")
         self._by_distinct = Signals(self._signal)  # at most cap + 1
 
     def _signal(self, distinct: int) -> Signal:
         hit = distinct >= self.p.merchants
-        return Signal(self.name, float(distinct), hit, NO_HIT if not hit else
+        return self.signal(float(distinct), hit, NO_HIT if not hit else
                       f"payments <= {self.p.max_amount:g} at {distinct} merchants within {self.p.window // 60_000} min")
 
     def score_one(self, state, tx):
         p = self.p
         if tx.amount > p.max_amount:
             return self._not_small
-        merchants = set(map(_SECOND, in_window(state.get("e", []), tx.ts_ms, p.window)))
+        merchants = set(map(_SECOND, in_window(state, tx.ts_ms, p.window)))
         merchants.add(tx.merchant_id)
         return self._by_distinct[len(merchants)]
 
     def learn_one(self, state, tx):
         if tx.amount <= self.p.max_amount:
-            add_event(state.setdefault("e", []), [tx.ts_ms, tx.merchant_id], self.p.window, self.p.cap)
+            add_event(state, [tx.ts_ms, tx.merchant_id], self.p.window, self.p.cap)
 
 
 class DeclinedThenApprovedParams(Params):
@@ -195,29 +188,28 @@ class DeclinedThenApproved(Indicator):
     typology = "card testing, brute-forcing card details, CVV/expiry guessing"
     requires = ("status",)
     Params = DeclinedThenApprovedParams
-    state_doc = "`e`: [time, 1 if declined] of the window's transactions (at most `cap`)."
+    state_doc = "`w`: [time, 1 if declined] of the window's transactions (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._declined = Signal(self.name, 0.0, False, "declined")
+        self._declined = self.signal(0.0, False, "declined")
         self._by_run = Signals(self._signal)  # at most cap + 1
 
     def _signal(self, run: int) -> Signal:
         hit = run >= self.p.declines
-        return Signal(self.name, float(run), hit, NO_HIT if not hit else
+        return self.signal(float(run), hit, NO_HIT if not hit else
                       f"approved after {run} declines in a row within {self.p.window // 60_000} min")
 
     def score_one(self, state, tx):
         if tx.status != "approved":
             return self._declined
         p, run = self.p, 0
-        for e in reversed(in_window(state.get("e", []), tx.ts_ms, p.window)):
+        for e in reversed(in_window(state, tx.ts_ms, p.window)):
             if not e[1]:
                 break
             run += 1
         return self._by_run[run]
 
     def learn_one(self, state, tx):
-        add_event(state.setdefault("e", []), [tx.ts_ms, int(tx.status == "declined")],
+        add_event(state, [tx.ts_ms, int(tx.status == "declined")],
                   self.p.window, self.p.cap)

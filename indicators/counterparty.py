@@ -11,7 +11,7 @@ from pydantic import Field
 from riskcockpit.ground.durations import DurationMs
 from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
 from riskcockpit.indicators.novelty import Novelty
-from riskcockpit.indicators.support import Plain, SharedParams, Signals, add_event, distinct_accounts, in_window, new_signal, remember_account
+from riskcockpit.indicators.support import SharedParams, Signals, add_event, distinct_accounts, in_window, remember_account
 
 
 _SECOND = itemgetter(1)
@@ -33,18 +33,17 @@ class Fan(Indicator):
     side: ClassVar[str]
     requires = ("direction", "counterparty_id")
     Params = FanParams
-    state_doc = ("`e`: [time, counterparty] of the window's credits (fan_in) or debits (fan_out) of at least "
+    state_doc = ("`w`: [time, counterparty] of the window's credits (fan_in) or debits (fan_out) of at least "
                  "`min_amount`, at most `cap`.")
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._skip = Signal(self.name, 0.0, False, f"not a {self.direction} of at least {self.p.min_amount:g}")
+        self._skip = self.signal(0.0, False, f"not a {self.direction} of at least {self.p.min_amount:g}")
         self._by_distinct = Signals(self._signal)  # at most cap + 1
 
     def _signal(self, distinct: int) -> Signal:
         hit = distinct >= self.p.count
-        return Signal(self.name, float(distinct), hit, NO_HIT if not hit else
+        return self.signal(float(distinct), hit, NO_HIT if not hit else
                       f"{distinct} distinct {self.side} of at least {self.p.min_amount:,.0f} "
                       f"within {self.p.window // 60_000} min")
 
@@ -52,13 +51,13 @@ class Fan(Indicator):
         p = self.p
         if tx.direction != self.direction or tx.amount < p.min_amount:
             return self._skip
-        counterparties = set(map(_SECOND, in_window(state.get("e", []), tx.ts_ms, p.window)))
+        counterparties = set(map(_SECOND, in_window(state, tx.ts_ms, p.window)))
         counterparties.add(tx.counterparty_id)
         return self._by_distinct[len(counterparties)]
 
     def learn_one(self, state, tx):
         if tx.direction == self.direction and tx.amount >= self.p.min_amount:
-            add_event(state.setdefault("e", []), [tx.ts_ms, tx.counterparty_id], self.p.window, self.p.cap)
+            add_event(state, [tx.ts_ms, tx.counterparty_id], self.p.window, self.p.cap)
 
 
 @register
@@ -140,11 +139,11 @@ class HighRiskMcc(Indicator):
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
         self._mccs = frozenset(self.params.mccs)
-        self._not_listed = Signal(self.name, 0.0, False, "merchant category not listed")
+        self._not_listed = self.signal(0.0, False, "merchant category not listed")
 
     def score_one(self, state, tx):
         if tx.mcc in self._mccs:
-            return new_signal((self.name, 1.0, True, f"merchant category {tx.mcc} is high risk"))
+            return self.signal(1.0, True, f"merchant category {tx.mcc} is high risk")
         return self._not_listed
 
     def learn_one(self, state, tx):
@@ -306,7 +305,7 @@ class CounterpartyFanIn(Indicator):
     entity = "counterparty"
     requires = ("counterparty_id", "direction")
     Params = CounterpartyFanInParams
-    state_doc = ("per counterparty: `e`: [latest time, account] per paying account in the window (payments of at "
+    state_doc = ("per counterparty: `w`: [latest time, account] per paying account in the window (payments of at "
                  "least `min_amount`), at most `cap`.")
 
     def _counts(self, tx) -> bool:

@@ -13,9 +13,9 @@ from typing import Annotated
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
 from riskcockpit.indicators.novelty import Novelty, NoveltyParams
-from riskcockpit.indicators.support import Plain, SharedParams, distinct_accounts, new_signal, remember_account, short_history, tally
+from riskcockpit.indicators.support import SharedParams, distinct_accounts, remember_account, short_history, tally
 
 
 EARTH_RADIUS_KM = 6371.0
@@ -71,8 +71,7 @@ class ImpossibleTravel(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._first = Signal(self.name, None, False, "no earlier location")
+        self._first = self.signal(None, False, "no earlier location")
 
     def score_one(self, state, tx):
         points = state.get("p")
@@ -90,8 +89,8 @@ class ImpossibleTravel(Indicator):
         hours = max(abs(now - t), p.min_gap) / 3_600_000
         kmh = km / hours
         hit = km >= p.min_km and kmh > p.max_kmh
-        return new_signal((self.name, round(kmh, 1), hit, NO_HIT if not hit else
-                           f"{km:,.0f} km from the previous location in {hours * 60:,.0f} min ({kmh:,.0f} km/h)"))
+        return self.signal(round(kmh, 1), hit, NO_HIT if not hit else
+                           f"{km:,.0f} km from the previous location in {hours * 60:,.0f} min ({kmh:,.0f} km/h)")
 
     def learn_one(self, state, tx):
         points = state.setdefault("p", [])
@@ -145,11 +144,10 @@ class GeoDistanceFromHome(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
         # (tx, state, vector, km) of the last score, so learning does not redo the trigonometry
         self._scored = (None, None, None, None)
-        self._no_home = Signal(self.name, None, False, "no usual location")
+        self._no_home = self.signal(None, False, "no usual location")
 
     def _km(self, state, v) -> float | None:
         cx, cy, cz = state["c"]
@@ -169,8 +167,8 @@ class GeoDistanceFromHome(Indicator):
         if km is None:
             return self._no_home
         hit = km > p.km
-        return new_signal((self.name, round(km, 1), hit,
-                           f"{km:,.0f} km from the account's usual location" if hit else NO_HIT))
+        return self.signal(round(km, 1), hit,
+                           f"{km:,.0f} km from the account's usual location" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         p = self.p
@@ -228,11 +226,11 @@ class HighRiskCountry(Indicator):
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
         self._countries = frozenset(self.params.countries)
-        self._not_listed = Signal(self.name, 0.0, False, "country not listed")
+        self._not_listed = self.signal(0.0, False, "country not listed")
 
     def score_one(self, state, tx):
         if tx.country in self._countries:
-            return new_signal((self.name, 1.0, True, f"{tx.country} is a high-risk jurisdiction"))
+            return self.signal(1.0, True, f"{tx.country} is a high-risk jurisdiction")
         return self._not_listed
 
     def learn_one(self, state, tx):
@@ -271,8 +269,7 @@ class UnusualChannel(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def score_one(self, state, tx):
         total, p = state.get("n", 0), self.p
@@ -280,8 +277,8 @@ class UnusualChannel(Indicator):
             return self._short[total]
         share = state["c"].get(tx.channel, 0) / total
         hit = share < p.share
-        return new_signal((self.name, round(share, 4), hit,
-                           f"channel {tx.channel} holds {share:.1%} of the account's activity" if hit else NO_HIT))
+        return self.signal(round(share, 4), hit,
+                           f"channel {tx.channel} holds {share:.1%} of the account's activity" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         tally(state, tx.channel, self.p.max_count, self.p.max_channels)
@@ -398,7 +395,7 @@ class DeviceShared(Indicator):
     entity = "device"
     requires = ("device_id",)
     Params = SharedParams
-    state_doc = "per device: `e`: [latest time, account] per account seen in the window, at most `cap`."
+    state_doc = "per device: `w`: [latest time, account] per account seen in the window, at most `cap`."
 
     def score_one(self, state, tx):
         n = distinct_accounts(state, tx, self.params.window)

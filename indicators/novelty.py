@@ -15,8 +15,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, Params, Signal
-from riskcockpit.indicators.support import Plain, new_signal
+from riskcockpit.indicators.base import Indicator, Params
 
 
 class NoveltyParams(Params):
@@ -31,8 +30,7 @@ class Novelty(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._known = Signal(self.name, 0.0, False, f"known {self.field}")
+        self._known = self.signal(0.0, False, f"known {self.field}")
         if type(self)._value is Novelty._value:
             self._value = attrgetter(self.field)  # the same read, without a Python-level call
 
@@ -47,11 +45,11 @@ class Novelty(Indicator):
             if seen == value:
                 age = tx.ts_ms - first_ms
                 if age < p.fresh and history >= p.min_history:
-                    return new_signal((self.name, 1.0, True,
-                                       f"{self.field} {value} first used {age // 60_000} min ago"))
+                    return self.signal(1.0, True,
+                                       f"{self.field} {value} first used {age // 60_000} min ago")
                 return self._known
         n = state.get("n", 0)
-        return new_signal((self.name, 1.0, n >= p.min_history, f"{self.field} {value} never seen in {n} transactions"))
+        return self.signal(1.0, n >= p.min_history, f"{self.field} {value} never seen in {n} transactions")
 
     def learn_one(self, state, tx):
         value = self._value(tx)

@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 import riskcockpit.indicators  # noqa: F401  (registers the library)
 from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
 from riskcockpit.indicators.evidence import Tail
 from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, features
-from riskcockpit.ground.yamlfile import describe_errors, read_yaml, validate
+from riskcockpit.ground.yamlfile import read_yaml, validate
 from riskcockpit.ground.contract import Transaction
 from riskcockpit.ground.tiers import LEVELS, TierName
 
@@ -130,24 +131,34 @@ class ScoringConfig(BaseModel):
     models: ModelParams = ModelParams()
     dedup_memory: int = Field(8, ge=0, le=100, description="recent decisions kept per account to answer redeliveries")
 
-    @field_validator("indicators")
+    @model_validator(mode="wrap")
     @classmethod
-    def _known_and_valid(cls, configured: dict[str, IndicatorConfig]) -> dict[str, IndicatorConfig]:
-        problems = []
-        for name, item in configured.items():
+    def _known_and_valid(cls, data: Any, handler):
+        """Every indicator known and its params valid, each problem at its own place
+        (``indicators.count_velocity.params.window``), with the config's other problems: a risk
+        officer fixing the file sees every mistake at once, each at its line."""
+        problems: list = []
+        try:
+            config = handler(data)
+        except ValidationError as exc:
+            problems, config = list(exc.errors()), None
+        configured = data.get("indicators") if isinstance(data, dict) else None
+        for name, item in configured.items() if isinstance(configured, dict) else ():
             if name not in REGISTRY:
-                problems.append(f"{name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}")
+                problems.append(_error(("indicators", name), f"unknown indicator; known: {', '.join(sorted(REGISTRY))}",
+                                       None))
                 continue
+            params = item.get("params") if isinstance(item, dict) else None
+            if not isinstance(params, dict):
+                continue  # not a mapping: said by the handler, or no params at all
             try:
-                REGISTRY[name].Params(**item.params)
+                REGISTRY[name].Params(**params)
             except ValidationError as exc:
-                lines = describe_errors(f"{name}.params", exc.errors()).replace(".params: ", ".params.")
-                problems.extend(lines.splitlines())
+                problems += [_error(("indicators", name, "params", *err["loc"]), err["msg"], err.get("input"))
+                             for err in exc.errors()]
         if problems:
-            # One line per problem, so a risk officer fixing the file sees every mistake at once.
-            raise ValueError("\n  - ".join(["", *problems]).removeprefix("\n  - ") if len(problems) == 1
-                             else "several problems:" + "\n  - ".join(["", *problems]))
-        return configured
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return config
 
     @model_validator(mode="after")
     def _rules_name_enabled_indicators(self):
@@ -171,6 +182,12 @@ class ScoringConfig(BaseModel):
     def hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _error(loc: tuple, msg: str, got: Any) -> dict:
+    """A problem found outside pydantic's own validation, as one of its line errors."""
+    return {"type": PydanticCustomError("value_error", "{msg}", {"msg": msg.removeprefix("Value error, ")}),
+            "loc": loc, "input": got}
 
 
 def load_scoring_config(config_dir: Path) -> ScoringConfig:

@@ -2,43 +2,33 @@
 
 Thirty indicators run on every transaction, so the per-event bookkeeping must cost little.
 
-- Windows: an entity's events stay sorted by event time. An in-order event is appended, a
-  late one is inserted in its place, and a window is two bisections; ``prune_window`` in
-  ``base`` instead rebuilds the list. Events are lists whose first item is the epoch-ms time,
-  so state stays JSON.
-- Arrival-order windows (the older indicators, pruned by ``base.prune_window``): ``push_event``
-  keeps exactly the events ``prune_window`` keeps, and notes in ``state["s"]`` that they are in
-  time order, which they are unless a late event arrived; ``recent`` then bisects rather than
-  scans.
+- Windows: an entity's events (lists whose first item is the epoch-ms time, so state stays
+  JSON) stay sorted by event time in ``state["w"]``. An in-order event is appended, a late one
+  is inserted in its place, and a window is two bisections (``add_event``, ``in_window``).
 - Reasons: only hits reach an analyst, and formatting numbers ("12,345.67 moved ...") costs
   more than most indicators' arithmetic, so the full reason is a callable run only for a hit.
-- Signals: building one costs more than most indicators' arithmetic. Constant ones are built
-  once; ``Signals`` keeps those that repeat by key (the count of a short history); the others
-  are built by ``new_signal((name, value, hit, reason))``, without the NamedTuple's Python-level
-  ``__new__``.
-- Params: ``Plain(params)`` copies the frozen params to a plain object. pydantic models define
-  ``__getattr__``, so CPython cannot specialise reads of their attributes, and each
-  ``self.params.window`` costs about three plain reads, on every transaction.
+- Signals: building one costs more than most indicators' arithmetic. An indicator builds
+  every signal with ``Indicator.signal``: constant ones once, in ``__init__``; those that
+  repeat by a key (the count of a short history) once per key, kept in ``Signals``.
 
->>> events = []
+>>> state = {}
 >>> for t in (1_000, 5_000, 3_000, 9_000):      # 3_000 arrives late
-...     add_event(events, [t, "x"], window_ms=7_000, cap=10)
->>> [e[0] for e in events]                      # 1_000 fell out of 9_000's window
+...     add_event(state, [t, "x"], window_ms=7_000, cap=10)
+>>> [e[0] for e in state["w"]]                  # 1_000 fell out of 9_000's window
 [3000, 5000, 9000]
->>> [e[0] for e in in_window(events, 5_000, 7_000)]   # a late event sees only its own past
+>>> [e[0] for e in in_window(state, 5_000, 7_000)]   # a late event sees only its own past
 [3000, 5000]
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from itertools import pairwise
 from operator import itemgetter
 
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Params, Signal, new_signal  # noqa: F401  (Signal, new_signal: re-exported for the family modules)
+from riskcockpit.indicators.base import Params
 
 _TIME = itemgetter(0)
 
@@ -47,6 +37,7 @@ _TIME = itemgetter(0)
 class Signals(dict):
     """Signals that repeat, by key, each built on first use; as many as distinct keys.
 
+    >>> from riskcockpit.indicators.base import Signal
     >>> short = Signals(lambda n: Signal("x", None, False, f"history of {n} < 5"))
     >>> short[2].reason, short[2] is short[2]
     ('history of 2 < 5', True)
@@ -61,83 +52,40 @@ class Signals(dict):
         return signal
 
 
-def short_history(name: str, minimum: int) -> Signals:
-    """By count: the signal of an entity with fewer than ``minimum`` transactions (not judged)."""
-    return Signals(lambda n: Signal(name, None, False, f"history of {n} < {minimum}"))
+def short_history(indicator, minimum: int) -> Signals:
+    """By count: ``indicator``'s signal of an entity with fewer than ``minimum`` transactions (not judged)."""
+    return Signals(lambda n: indicator.signal(None, False, f"history of {n} < {minimum}"))
 
 
-def too_few(name: str, minimum: int) -> Signals:
-    """By count: the signal of a window with fewer than ``minimum`` transactions (not judged)."""
-    return Signals(lambda n: Signal(name, None, False, f"{n} transactions < {minimum}"))
+def too_few(indicator, minimum: int) -> Signals:
+    """By count: ``indicator``'s signal of a window with fewer than ``minimum`` transactions (not judged)."""
+    return Signals(lambda n: indicator.signal(None, False, f"{n} transactions < {minimum}"))
 
 
-class Plain:
-    """The fields of frozen params as plain attributes (see the module docstring).
+def window_events(state: dict) -> list:
+    """The entity's window of events, ``state["w"]``, in time order, made on first use.
 
-    >>> from riskcockpit.indicators.base import Params
-    >>> Plain(type("P", (Params,), {"__annotations__": {"cap": int}, "cap": 5})()).cap
-    5
+    An earlier release kept windows at ``state["e"]``, some in arrival order: such a window is
+    sorted into ``w`` once, so an upgraded worker's state keeps its history.
+
+    >>> window_events({"e": [[5_000, "b"], [3_000, "a"]], "s": 1})
+    [[3000, 'a'], [5000, 'b']]
     """
-
-    def __init__(self, params):
-        for name, value in vars(params).items():
-            setattr(self, name, value)
-
-
-# What ``state["s"]`` means, for the indicators' ``state_doc``.
-IN_ORDER_DOC = ("`s`: 1 while they are also in time order (no late event among them), so the window is found by "
-                "bisection rather than a scan")
+    events = state.get("w")
+    if events is None:
+        old = state.pop("e", None)
+        state.pop("s", None)
+        events = state["w"] = sorted(old, key=_TIME) if old else []
+    return events
 
 
-def push_event(state: dict, events: list, event: list, window_ms: int, cap: int) -> None:
-    """Append ``event`` (its time is the transaction's) and prune exactly like ``prune_window``:
-    the same events are kept, in arrival order. ``state["s"]`` is set while they are also in
-    time order, so that ``recent`` can bisect.
-
-    >>> state, events = {}, []
-    >>> for t in (1_000, 5_000, 3_000, 9_000):      # 3_000 arrives late
-    ...     push_event(state, events, [t], window_ms=7_000, cap=10)
-    ...     print([e[0] for e in events], "s" in state)
-    [1000] True
-    [1000, 5000] True
-    [1000, 5000, 3000] False
-    [5000, 3000, 9000] False
-    >>> push_event(state, events, [12_000], window_ms=7_000, cap=10); [e[0] for e in events], "s" in state
-    ([9000, 12000], True)
-    """
-    if not events:
-        state["s"] = 1
-    elif event[0] < events[-1][0] and "s" in state:
-        del state["s"]  # a late event: windows are scanned until it has been pruned
-    events.append(event)
-    horizon = event[0] - window_ms
-    if events[0][0] <= horizon or len(events) > cap:  # prune_window's condition to rebuild
-        if "s" in state:  # in time order, the events it would drop are a prefix, then the cap
-            del events[:bisect_right(events, horizon, key=_TIME)]
-            del events[:-cap]
-        else:
-            events[:] = [e for e in events if e[0] > horizon][-cap:]
-            if all(a[0] <= b[0] for a, b in pairwise(events)):
-                state["s"] = 1
-
-
-def recent(state: dict, events: list, now_ms: int, window_ms: int) -> list:
-    """The events of ``push_event`` in ``(now - window, now]``, in arrival order: a late event
-    is judged on its own past. May be ``events`` itself: do not modify the result."""
-    horizon = now_ms - window_ms
-    if "s" not in state:
-        return [e for e in events if horizon < e[0] <= now_ms]
-    if not events:
-        return events
-    lo = 0 if events[0][0] > horizon else bisect_right(events, horizon, key=_TIME)
-    if events[-1][0] <= now_ms:
-        return events[lo:] if lo else events
-    return events[lo:bisect_right(events, now_ms, key=_TIME)]
-
-
-def add_event(events: list, event: list, window_ms: int, cap: int) -> None:
-    """Insert ``event`` in time order, drop what the newest event's window no longer covers,
-    and keep at most ``cap`` events (the newest), in place."""
+def add_event(state: dict, event: list, window_ms: int, cap: int) -> None:
+    """Insert ``event`` (its first item the epoch-ms time) into the entity's window in time
+    order, drop what the newest event's window no longer covers, and keep at most ``cap``
+    events (the newest)."""
+    events = state.get("w")
+    if events is None:
+        events = window_events(state)
     if not events or event[0] >= events[-1][0]:
         events.append(event)
     else:
@@ -149,9 +97,14 @@ def add_event(events: list, event: list, window_ms: int, cap: int) -> None:
         del events[:cut]
 
 
-def in_window(events: list, now_ms: int, window_ms: int) -> list:
-    """Events in ``(now - window, now]``: a late event is judged on its own past, not its future.
-    May be ``events`` itself: do not modify the result."""
+def in_window(state: dict, now_ms: int, window_ms: int) -> list:
+    """The entity's events in ``(now - window, now]``, in time order: a late event is judged on
+    its own past, not its future. May be the window itself: do not modify the result."""
+    events = state.get("w")
+    if events is None:
+        if "e" not in state:
+            return []
+        events = window_events(state)
     if not events:
         return events
     lo = 0 if events[0][0] > now_ms - window_ms else bisect_right(events, now_ms - window_ms, key=_TIME)
@@ -199,11 +152,11 @@ class SharedParams(Params):
 
 def distinct_accounts(state, tx, window: int) -> int:
     horizon = tx.ts_ms - window
-    return len({e[1] for e in state.get("e", ()) if e[0] > horizon} | {tx.account_id})
+    return len({e[1] for e in state.get("w") or window_events(state) if e[0] > horizon} | {tx.account_id})
 
 
 def remember_account(state, tx, window: int, cap: int) -> None:
-    events = state.setdefault("e", [])
+    events = window_events(state)
     # One entry per account (its latest time): the window counts accounts, not transactions.
     events[:] = [e for e in events if e[1] != tx.account_id]
-    add_event(events, [tx.ts_ms, tx.account_id], window, cap)
+    add_event(state, [tx.ts_ms, tx.account_id], window, cap)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
-from riskcockpit.indicators.support import Plain, new_signal, short_history
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.support import short_history
 
 
 class UnusualHourParams(Params):
@@ -39,8 +39,7 @@ class UnusualHour(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def _hour(self, tx) -> int:
         return int((tx.ts_ms / 3_600_000 + self.p.utc_offset_hours) % 24)
@@ -53,8 +52,8 @@ class UnusualHour(Indicator):
             return self._short[total]
         hour = int((tx.ts_ms / 3_600_000 + p.utc_offset_hours) % 24)
         share = hours[hour] / total
-        return new_signal((self.name, round(share, 4), share < p.share,
-                           f"{hour:02d}h local holds {share:.1%} of the account's activity"))
+        return self.signal(round(share, 4), share < p.share,
+                           f"{hour:02d}h local holds {share:.1%} of the account's activity")
 
     def learn_one(self, state, tx):
         hours = state.get("h")
@@ -100,8 +99,7 @@ class DormantReactivation(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._first = Signal(self.name, None, False, "no earlier transaction")
+        self._first = self.signal(None, False, "no earlier transaction")
 
     def score_one(self, state, tx):
         last = state.get("last")
@@ -111,13 +109,13 @@ class DormantReactivation(Indicator):
         if woke is not None and woke <= now < woke + self.p.fresh:
             days = state["idle"] / DAY_MS
             reason = f"account woke up {(now - woke) // 60_000} min ago after {days:,.0f} days idle"
-            return new_signal((self.name, round(days, 2), True, reason))
+            return self.signal(round(days, 2), True, reason)
         # A late event was not idle: the entity acted after it already.
         idle = now - last if now > last else 0
         days = idle / DAY_MS
         hit = idle >= self.p.idle
-        return new_signal((self.name, round(days, 2), hit,
-                           f"{days:,.0f} days since the previous transaction" if hit else NO_HIT))
+        return self.signal(round(days, 2), hit,
+                           f"{days:,.0f} days since the previous transaction" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         now, last = tx.ts_ms, state.get("last")
@@ -166,9 +164,8 @@ class FirstActivityLarge(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._established = Signal(self.name, None, False, "established account")
-        self._credit = Signal(self.name, 0.0, False, "a credit")
+        self._established = self.signal(None, False, "established account")
+        self._credit = self.signal(0.0, False, "a credit")
 
     def score_one(self, state, tx):
         n, p = state.get("n", 0), self.p
@@ -177,11 +174,11 @@ class FirstActivityLarge(Indicator):
         if p.debits_only and tx.direction == "credit":
             return self._credit
         if tx.channel in p.exempt_channels:
-            return new_signal((self.name, 0.0, False, f"in person ({tx.channel})"))
+            return self.signal(0.0, False, f"in person ({tx.channel})")
         amount = tx.amount
         hit = amount >= p.amount
-        return new_signal((self.name, amount, hit,
-                           f"transaction {n + 1} of a new account moves {amount:,.2f} out" if hit else NO_HIT))
+        return self.signal(amount, hit,
+                           f"transaction {n + 1} of a new account moves {amount:,.2f} out" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
         n = state.get("n", 0)

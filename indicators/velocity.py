@@ -8,8 +8,8 @@ from operator import itemgetter
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
-from riskcockpit.indicators.support import IN_ORDER_DOC, Plain, Signals, add_event, in_window, new_signal, push_event, recent, short_history
+from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.support import Signals, add_event, in_window, short_history
 
 
 _AMOUNT = itemgetter(1)
@@ -43,15 +43,14 @@ class CountVelocity(Indicator):
     family = "velocity"
     typology = "account takeover bursts, card testing, automated abuse"
     Params = CountVelocityParams
-    state_doc = ("`e`: [time] of the window's transactions in arrival order (at most `cap`); " + IN_ORDER_DOC + "; "
+    state_doc = ("`w`: [time] of the window's transactions in time order (at most `cap`); "
                  "`last`, `n`, `gap`: the latest time, transactions seen and the running mean gap (ms).")
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
         self._within = f" transactions within {self.p.window // 1000}s"
         # Until the pace is known, the signal depends on the count alone (at most cap + 1 of them).
-        self._by_count = Signals(lambda count: Signal(self.name, float(count), count > self.p.limit,
+        self._by_count = Signals(lambda count: self.signal(float(count), count > self.p.limit,
                                                       f"{count}{self._within}"))
 
     def usual(self, state) -> float | None:
@@ -61,18 +60,17 @@ class CountVelocity(Indicator):
         return self.p.window / state["gap"]
 
     def score_one(self, state, tx):
-        p, events = self.p, state.get("e")
-        count = 1 + len(recent(state, events, tx.ts_ms, p.window)) if events else 1
+        p = self.p
+        count = 1 + len(in_window(state, tx.ts_ms, p.window))
         usual = self.usual(state) if "gap" in state else None  # no gap yet: no call needed
         if usual is None:
             return self._by_count[count]
         hit = count > p.limit and count > p.baseline_factor * usual
         reason = f"{count}{self._within} (usual {usual:.1f})" if hit else NO_HIT
-        return new_signal((self.name, float(count), hit, reason))
+        return self.signal(float(count), hit, reason)
 
     def learn_one(self, state, tx):
         now = tx.ts_ms
-        events = state.setdefault("e", [])
         last = state.get("last")
         if last is None:
             state["last"] = now
@@ -82,7 +80,7 @@ class CountVelocity(Indicator):
             state["gap"] = gap if "gap" not in state else 0.9 * state["gap"] + 0.1 * gap
             state["last"] = now
         state["n"] = state.get("n", 0) + 1
-        push_event(state, events, [now], self.p.window, self.p.cap)
+        add_event(state, [now], self.p.window, self.p.cap)
 
 
 class AmountVelocityParams(Params):
@@ -107,23 +105,20 @@ class AmountVelocity(Indicator):
     family = "velocity"
     typology = "rapid draining of an account, mule cash-out"
     Params = AmountVelocityParams
-    state_doc = ("`e`: [time, amount] of the window's transactions in arrival order (at most `cap`); "
-                 + IN_ORDER_DOC + ".")
+    state_doc = "`w`: [time, amount] of the window's transactions in time order (at most `cap`)."
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
         self._moved = f" moved within {self.p.window // 60_000} min"
 
     def score_one(self, state, tx):
-        p, total, events = self.p, tx.amount, state.get("e")
-        if events:
-            total += sum(map(_AMOUNT, recent(state, events, tx.ts_ms, p.window)))
+        p, total = self.p, tx.amount
+        total += sum(map(_AMOUNT, in_window(state, tx.ts_ms, p.window)))
         hit = total > p.limit
-        return new_signal((self.name, round(total, 2), hit, f"{total:,.2f}{self._moved}" if hit else NO_HIT))
+        return self.signal(round(total, 2), hit, f"{total:,.2f}{self._moved}" if hit else NO_HIT)
 
     def learn_one(self, state, tx):
-        push_event(state, state.setdefault("e", []), [tx.ts_ms, tx.amount], self.p.window, self.p.cap)
+        add_event(state, [tx.ts_ms, tx.amount], self.p.window, self.p.cap)
 
 
 _AMOUNT = itemgetter(1)
@@ -163,13 +158,12 @@ class AmountVelocityBaseline(Indicator):
     family = "velocity"
     typology = "account draining, mule cash-out, sudden money movement on a quiet account"
     Params = AmountVelocityBaselineParams
-    state_doc = ("`e`: [time, amount] of the window's transactions (at most `cap`); `n`, `last`, `gap`, `mean`: "
+    state_doc = ("`w`: [time, amount] of the window's transactions (at most `cap`); `n`, `last`, `gap`, `mean`: "
                  "transactions seen, the latest time, the running mean gap (ms) and the running mean amount.")
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._short = short_history(self.name, self.p.min_history)
+        self._short = short_history(self, self.p.min_history)
 
     def usual(self, state) -> float | None:
         if state.get("n", 0) < self.p.min_history:
@@ -182,11 +176,11 @@ class AmountVelocityBaseline(Indicator):
         if n < p.min_history:
             return self._short[n]
         usual = self.usual(state)
-        total = tx.amount + sum(map(_AMOUNT, in_window(state["e"], tx.ts_ms, p.window)))
+        total = tx.amount + sum(map(_AMOUNT, in_window(state, tx.ts_ms, p.window)))
         ratio = total / usual
         hit = ratio >= p.factor and total >= p.min_total
-        return new_signal((self.name, round(ratio, 3), hit, NO_HIT if not hit else
-                           f"{total:,.2f} moved within {p.window // 60_000} min, {ratio:.1f}x the usual {usual:,.2f}"))
+        return self.signal(round(ratio, 3), hit, NO_HIT if not hit else
+                           f"{total:,.2f} moved within {p.window // 60_000} min, {ratio:.1f}x the usual {usual:,.2f}")
 
     def learn_one(self, state, tx):
         now, amount = tx.ts_ms, tx.amount
@@ -198,7 +192,7 @@ class AmountVelocityBaseline(Indicator):
         state["last"] = max(now, last or 0)
         state["mean"] = amount if "mean" not in state else (1 - a) * state["mean"] + a * amount
         state["n"] = state.get("n", 0) + 1
-        add_event(state.setdefault("e", []), [now, amount], self.p.window, self.p.cap)
+        add_event(state, [now, amount], self.p.window, self.p.cap)
 
 
 class RapidSuccessionParams(Params):
@@ -241,8 +235,7 @@ class RapidSuccession(Indicator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.p = Plain(self.params)
-        self._no_hit = Signals(lambda run: Signal(self.name, float(run), False, NO_HIT))  # at most count + 1
+        self._no_hit = Signals(lambda run: self.signal(float(run), False, NO_HIT))  # at most count + 1
 
     def _unusual_for_entity(self, state) -> bool:
         if not self.p.usual_gap_factor:
@@ -263,7 +256,7 @@ class RapidSuccession(Indicator):
             return self._no_hit[run]
         reason = (f"{run + 1} transactions each within {max_gap / 1000:g}s of the previous"
                   f" (usually {state['gap'] / 1000:,.0f}s apart)")
-        return new_signal((self.name, float(run), True, reason))
+        return self.signal(float(run), True, reason)
 
     def learn_one(self, state, tx):
         now = tx.ts_ms

@@ -19,7 +19,7 @@ def test_device_shared_counts_distinct_accounts_in_window_late_and_duplicate_eve
     late = ind.evaluate(state, tx_at(5, device_id="D", account_id="C"))  # late: C joins A and B
     assert (late.value, late.hit) == (3.0, True)
     assert ind.evaluate(state, tx_at(75, device_id="D", account_id="B")).value == 2.0  # C (5) is out, A (20) in
-    assert sorted(e[1] for e in state["e"]) == ["A", "B"]  # one entry per account, C pruned
+    assert sorted(e[1] for e in state["w"]) == ["A", "B"]  # one entry per account, C pruned
     assert ind.evaluate({}, tx_at(0)).reason == "not applicable: no device_id"
 
 
@@ -27,7 +27,7 @@ def test_device_shared_state_is_capped_by_accounts_not_transactions():
     ind, state = DeviceShared(window="24h", accounts=3, cap=5), {}
     for m in range(40):
         ind.evaluate(state, tx_at(m, device_id="D", account_id=f"A{m % 8}"))
-    assert len(state["e"]) == 5 and len({e[1] for e in state["e"]}) == 5
+    assert len(state["w"]) == 5 and len({e[1] for e in state["w"]}) == 5
 
 
 def test_counterparty_fan_in_counts_sizeable_debits_of_distinct_accounts():

@@ -211,7 +211,7 @@ def test_fan_out_counts_distinct_payees():
 def test_fan_in_state_keeps_only_qualifying_credits():
     ind, state = FanIn(), {}
     run(ind, state, credit(0, 10, "a"), tx_at(1, 5000, direction="debit", counterparty_id="b"), credit(2, 2000, "c"))
-    assert [e[1] for e in state["e"]] == ["c"]
+    assert [e[1] for e in state["w"]] == ["c"]
 
 
 def test_high_risk_mcc_default_and_configured_lists():
@@ -457,3 +457,20 @@ def test_the_evaluator_loop_says_and_learns_what_each_indicator_evaluated_alone_
         return {k: {n: state for n, state in v.items() if state} for k, v in states.items()}
 
     assert learned(looped) == learned(alone) and len(learned(alone)) > 200
+
+
+def test_a_window_kept_in_arrival_order_by_an_earlier_release_is_sorted_and_keeps_its_history():
+    """States in changelogs written before windows were kept sorted hold ``e`` in arrival order
+    (``s`` marked those also in time order); an upgraded worker must count them, late one included."""
+    from riskcockpit.indicators.velocity import AmountVelocity
+
+    ind = AmountVelocity(window="1h", limit=1_000)
+    old = {"e": [[tx_at(0).ts_ms, 400.0], [tx_at(20).ts_ms, 300.0], [tx_at(10).ts_ms, 200.0]]}  # 10 came late
+    fresh: dict = {}
+    for minute, amount in ((0, 400.0), (20, 300.0), (10, 200.0)):
+        ind.evaluate(fresh, tx_at(minute, amount))
+    for state in (old, fresh):
+        signal = ind.evaluate(state, tx_at(30, 150.0))
+        assert (signal.value, signal.hit) == (1050.0, True)
+        assert [e[0] for e in state["w"]] == sorted(e[0] for e in state["w"]) and "e" not in state and "s" not in state
+    assert old == fresh

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from riskcockpit.indicators import REGISTRY
 from riskcockpit.indicators.scoring import load_scoring_config
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR, load_settings
 from riskcockpit.ground.yamlfile import ConfigError
@@ -91,7 +92,21 @@ def test_scoring_error_names_file_indicator_and_field(config_dir):
     with pytest.raises(ConfigError) as info:
         load_scoring_config(config_dir)
     message = str(info.value)
-    assert str(path) in message and "count_velocity.params.window:" in message and "'soon'" in message
+    line = path.read_text().splitlines().index("    params: {window: soon, limit: 5}") + 1
+    assert f"{path}:{line}: indicators.count_velocity.params.window: 'soon' is not a duration" in message
+
+
+def test_each_indicator_problem_is_named_at_its_own_line_with_the_files_other_problems(config_dir):
+    path = config_dir / "indicators.yaml"
+    path.write_text("tiers: {watch: 60, review: 50, critical: 90}\nindicators:\n  count_velocity:\n    weight: 5\n"
+                    "    params:\n      limit: -1\n      windw: 10m\n  nope: {weight: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_scoring_config(config_dir)
+    assert str(info.value).splitlines() == [
+        f"{path}:1: tiers: must ascend: watch (60.0) < review (50.0) < critical (90.0)",
+        f"{path}:6: indicators.count_velocity.params.limit: Input should be greater than or equal to 1 (got -1)",
+        f"{path}:7: indicators.count_velocity.params.windw: Extra inputs are not permitted (got '10m')",
+        f"{path}:8: indicators.nope: unknown indicator; known: {', '.join(sorted(REGISTRY))}"]
 
 
 def test_scoring_unknown_indicator_and_bad_tiers(config_dir):
