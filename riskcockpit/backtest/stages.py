@@ -73,6 +73,7 @@ def entity_pass(pipeline: Pipeline, items: list[Item], due: Due,
     With ``kept`` (a backfill), the labels still pending at the end are learned too, and
     ``kept`` receives every entity's final state: entity → key → state."""
     store = Dicts(kept=pipeline.stages)  # the accounts are kept by the account stage
+    start = pipeline.entities_first()  # the pipeline copies a trip's signals: one serves every transaction
     pending: list[tuple[int, int, Transaction, bool]] = []  # heap: (due, position, …)
     first: dict[str, list[Signal]] = {}  # tx_id → its signals, for repeats
     for i, (tx, label) in enumerate(items):
@@ -83,7 +84,7 @@ def entity_pass(pipeline: Pipeline, items: list[Item], due: Due,
         if tx.tx_id in first:
             yield first[tx.tx_id]
             continue
-        signals = first[tx.tx_id] = pipeline.score(tx, store, trip=pipeline.entities_first()).signals
+        signals = first[tx.tx_id] = pipeline.score(tx, store, trip=start).signals
         if label is not None:
             heapq.heappush(pending, (due[i], i, tx, label))
         yield signals

@@ -19,6 +19,8 @@
 | risk.configs | config_hash | a scoring config a worker runs (compacted) | worker, at start | sink |
 """
 
+from functools import lru_cache
+
 from aiokafka.partitioner import DefaultPartitioner
 
 TRANSACTIONS = "transactions"
@@ -90,8 +92,11 @@ def dead_letter_topic(topic: str) -> str:
 _partitioner = DefaultPartitioner()
 
 
+@lru_cache(maxsize=1 << 16)
 def owning_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives ``key``; Faust's producer agrees.
+    Kept for the keys seen last: the worker asks for one key at each of its checks and stages,
+    and the hash is Python.
 
     >>> owning_partition(b"A1", 4), owning_partition(b"A1", 1)
     (3, 0)
