@@ -107,3 +107,21 @@ def test_the_maximum_amount_is_the_callers_and_text_in_other_scripts_is_fine():
 def test_an_alert_of_one_account_is_never_the_alert_of_another():
     one, other = parse_transaction(raw(account_id="A1")), parse_transaction(raw(account_id="A2"))
     assert one.tx_id == other.tx_id and one.decision_id != other.decision_id
+
+
+@pytest.mark.parametrize(("attributes", "reason"), [
+    (b'{"": Infinity}', "attributes: inf is not a finite number"),
+    (b'{"a": [1, {"b": NaN}]}', "attributes: nan is not a finite number"),
+    (b'{"": -9223372036854775809}', "attributes: integer -9223372036854775809 does not fit 64 bits"),
+    (b'{"": 18446744073709551616}', "attributes: integer 18446744073709551616 does not fit 64 bits"),
+])
+def test_attributes_that_would_not_travel_between_stages_are_refused(attributes, reason):
+    record = b'{"tx_id":"t","ts":1767225600000,"account_id":"A","amount":1,"attributes":' + attributes + b"}"
+    with pytest.raises(InvalidRecord) as exc:
+        parse_transaction(record)
+    assert exc.value.reason == reason
+
+
+def test_attributes_at_the_edges_of_64_bits_are_kept():
+    record = b'{"tx_id":"t","ts":1767225600000,"account_id":"A","amount":1,"attributes":{"lo":-9223372036854775808,"hi":18446744073709551615,"f":1e308}}'
+    assert parse_transaction(record).attributes == {"lo": -(2**63), "hi": 2**64 - 1, "f": 1e308}

@@ -9,7 +9,8 @@ bytes to ``transactions.dlq``.
 
 Refused as well, because a reader downstream would read them differently or not at all: a key
 given twice (which one did the producer mean?), values nested deeper than ``MAX_DEPTH``,
-integers longer than ``MAX_INT_DIGITS`` digits, numbers beyond a float's range, text with
+integers longer than ``MAX_INT_DIGITS`` digits, numbers beyond a float's range (and, among the
+attributes, non-finite numbers and integers beyond 64 bits), text with
 control characters or lone surrogates in an id, timestamps that do not fit a date.
 
 A decision is identified by its account and ``tx_id`` together (:func:`decision_id`): a
@@ -48,6 +49,8 @@ MAX_AMOUNT = 1e12
 MAX_DEPTH = 8
 # An epoch in milliseconds has 13; Python refuses to parse integers past 4,300 digits anyway.
 MAX_INT_DIGITS = 20
+# What a 64-bit integer holds, signed below and unsigned above, as orjson writes them.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 # Control characters (C0, DEL, C1) and line separators in an id break logs, CSV exports and
 # the cockpit's grid, and make two ids that look the same differ.
@@ -123,6 +126,24 @@ class Transaction(BaseModel):
         if moment > datetime.now(UTC) + MAX_FUTURE:
             raise ValueError(f"{moment.isoformat()} is more than a day in the future")
         return moment
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Attributes travel on between stages as JSON, which has no NaN or infinity, and as
+        # orjson, which has no integer beyond 64 bits: either would not come back as it went.
+        stack: list[Any] = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{item} is not a finite number")
+            elif isinstance(item, int) and not isinstance(item, bool) and not INT_MIN <= item <= INT_MAX:
+                raise ValueError(f"integer {item} does not fit 64 bits")
+        return value
 
     @field_validator("ip")
     @classmethod
