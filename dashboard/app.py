@@ -26,7 +26,7 @@ from dash import ALL, Input, Output, State, dcc, html
 from flask import abort, jsonify, make_response, request
 
 from riskcockpit.dashboard.i18n import GRID_LOCALE, LANGUAGES, language, t, tier_name
-from riskcockpit.ground.settings import Settings
+from riskcockpit.dashboard.settings import CockpitSettings
 from riskcockpit.store import queries
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -45,11 +45,11 @@ _STORE_LOCK = threading.Lock()
 
 
 def create_app(
-    settings: Settings, client: Client, publish_action: Callable[[dict], Any] | None = None
+    cockpit: CockpitSettings, client: Client, database: str, publish_action: Callable[[dict], Any] | None = None
 ) -> dash.Dash:
-    """The cockpit for ``settings``, reading through ``client``; acknowledging needs ``publish_action``."""
-    db = settings.store.database
-    lang = language(settings.cockpit.language)
+    """The cockpit, reading ``database`` through ``client``; acknowledging needs ``publish_action``."""
+    db = database
+    lang = language(cockpit.language)
 
     def store(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         with _STORE_LOCK:
@@ -62,8 +62,8 @@ def create_app(
         title="Risk cockpit · 风险驾驶舱",
         update_title=None,
     )
-    app.layout = _layout(settings, lang, can_acknowledge=publish_action is not None)
-    _register_refresh(app, store, settings)
+    app.layout = _layout(cockpit, lang, can_acknowledge=publish_action is not None)
+    _register_refresh(app, store, cockpit)
     _register_language(app, can_acknowledge=publish_action is not None)
     if publish_action is not None:
         _register_acknowledge(app, publish_action)
@@ -241,7 +241,7 @@ def _acknowledge_form(lang: str) -> dbc.Row:
     )
 
 
-def _layout(settings: Settings, lang: str, can_acknowledge: bool) -> html.Div:
+def _layout(cockpit: CockpitSettings, lang: str, can_acknowledge: bool) -> html.Div:
     tier_filter = dbc.RadioItems(
         id="tier-filter",
         options=_tier_options(lang),
@@ -278,7 +278,7 @@ def _layout(settings: Settings, lang: str, can_acknowledge: bool) -> html.Div:
                 ],
                 fluid=True,
             ),
-            dcc.Interval(id="tick", interval=int(settings.cockpit.refresh_seconds * 1000)),
+            dcc.Interval(id="tick", interval=int(cockpit.refresh_seconds * 1000)),
         ]
     )
 
@@ -360,7 +360,7 @@ def _figure(per_minute: list[dict], lang: str) -> go.Figure:
 # ---------------------------------------------------------------- callbacks
 
 
-def _register_refresh(app: dash.Dash, store: Callable, settings: Settings) -> None:
+def _register_refresh(app: dash.Dash, store: Callable, cockpit: CockpitSettings) -> None:
     kpi_outputs = [Output("kpi-tps", "children"), Output("kpi-open", "children")]
     kpi_outputs += [Output(f"kpi-t{tier}-{span}", "children") for tier in TIERS for span in ("5m", "60m")]
 
@@ -392,7 +392,7 @@ def _register_refresh(app: dash.Dash, store: Callable, settings: Settings) -> No
     def refresh_alerts(_n: int | None, tier: str | None) -> list[dict]:
         chosen = int(tier) if tier and tier != "all" else None
         try:
-            alerts = store(queries.latest_alerts, settings.cockpit.table_rows, chosen)
+            alerts = store(queries.latest_alerts, cockpit.table_rows, chosen)
         except Exception:  # noqa: BLE001 - reported by refresh_overview; keep the rows on screen
             return dash.no_update
         return [_row(a) for a in alerts]

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from riskcockpit.ground.settings import Settings
+from riskcockpit.settings import Settings
 from riskcockpit.store import queries
 from riskcockpit.store.client import StoreLocked, StoreUnavailable, connect, describe
 
@@ -28,7 +28,7 @@ class Unreachable(RuntimeError):
 def fetch(settings: Settings, kind: str, since: datetime | None, until: datetime | None, tier: int | None,
           account: str | None, limit: int) -> list[dict[str, Any]]:
     try:
-        client = connect(settings)
+        client = connect(settings.store)
     except StoreLocked:
         return _through_cockpit(settings, kind, since, until, tier, account, limit)
     except StoreUnavailable as exc:
@@ -47,7 +47,7 @@ def _through_cockpit(settings, kind, since, until, tier, account, limit) -> list
         response = requests.get(url, params={k: v for k, v in params.items() if v is not None}, timeout=60)
     except requests.RequestException as exc:
         raise Unreachable(
-            f"{describe(settings)} is locked by another process, and the cockpit at {settings.cockpit.url} "
+            f"{describe(settings.store)} is locked by another process, and the cockpit at {settings.cockpit.url} "
             f"does not answer ({exc.__class__.__name__}); is the stack running?"
         ) from exc
     if response.status_code != 200:

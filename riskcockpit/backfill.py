@@ -29,7 +29,7 @@ from riskcockpit.backtest.history import BacktestError, Loaded
 from riskcockpit.backtest.run import feed_plan
 from riskcockpit.ground.kafka import client_configs
 from riskcockpit.backtest.stages import ProcessFailed, partition_of, score_staged
-from riskcockpit.ground.settings import Settings
+from riskcockpit.settings import Settings
 from riskcockpit.ground.topics import owning_partition
 
 
@@ -54,8 +54,8 @@ def _worker_tables(settings: Settings):
     """The worker's tables as it declares them (names, changelog topics, codecs), without running it."""
     from riskcockpit.streams.worker import create_app, ensure_worker_topics
 
-    app = create_app(settings)
-    ensure_worker_topics(settings, app)
+    app = create_app(settings.worker, settings.kafka, settings.config_dir, settings.faust_dir)
+    ensure_worker_topics(settings.kafka, app)
     return app.tables
 
 

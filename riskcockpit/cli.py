@@ -8,23 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from riskcockpit.ground.settings import Settings, load_settings
-from riskcockpit.ground.yamlfile import ConfigError
-
-
-class Context:
-    def __init__(self, config_dir: str | None, overrides: dict):
-        self.config_dir = config_dir
-        self.overrides = overrides
-
-    def settings(self, **more) -> Settings:
-        from riskcockpit.ground.kafka import use_security
-        try:
-            settings = load_settings(self.config_dir, **self.overrides, **more)
-        except ConfigError as exc:
-            raise click.ClickException(f"configuration error:\n{exc}") from None
-        use_security(settings.kafka)
-        return settings
+from riskcockpit.context import Context
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -132,7 +116,8 @@ def worker(obj: Context, loglevel):
     """Run a Faust worker: validate, score and publish transactions."""
     from riskcockpit.streams.worker import run as run_worker
 
-    run_worker(obj.settings(), loglevel)
+    settings = obj.settings()
+    run_worker(settings.worker, settings.kafka, settings.config_dir, settings.faust_dir, loglevel)
 
 
 @cli.command()
@@ -144,7 +129,7 @@ def sink(obj: Context):
 
     settings = obj.settings()
     try:
-        the_sink = Sink(settings, connect(settings))
+        the_sink = Sink(settings.sink, settings.kafka, connect(settings.store), settings.store.database)
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     _stop_on_sigterm(the_sink.stop)
@@ -175,16 +160,16 @@ def cockpit(obj: Context, host, port):
 
     settings = obj.settings(**{"cockpit.host": host, "cockpit.port": port})
     try:
-        client = connect(settings)
+        client = connect(settings.store)
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     migrate(client, settings.store.database)
     the_sink = None
     if settings.store.embedded:
-        the_sink = Sink(settings, client)
+        the_sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
         the_sink.start_thread()
     publisher = ActionPublisher(settings.kafka.servers)
-    app = create_app(settings, client, publish_action=publisher.publish)
+    app = create_app(settings.cockpit, client, settings.store.database, publish_action=publisher.publish)
 
     def stop():
         if the_sink:
@@ -295,7 +280,7 @@ def audit(obj: Context, kind, since, until, tier, account, limit, fmt, verify, c
         raise SystemExit(1)
 
 
-from riskcockpit.alerting.cli import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)
+from riskcockpit.cmd_alerting import alerting, notifier, silence, webhook  # noqa: E402  (commands of their own modules)
 from riskcockpit.cmd_offline import backfill, backtest, indicators_group, labels, replay  # noqa: E402
 
 for command in (backtest, backfill, replay, labels, indicators_group, notifier, alerting, silence, webhook):

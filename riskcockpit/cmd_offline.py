@@ -25,17 +25,8 @@ from pathlib import Path
 import click
 
 from riskcockpit.ground.runtime import tune_gc
-from riskcockpit.ground.settings import load_settings
+from riskcockpit.context import settings_of
 from riskcockpit.ground.yamlfile import ConfigError
-
-
-def _settings(obj):
-    if obj is not None:
-        return obj.settings()
-    try:  # invoked on its own (tests, embedding): the default config folder and environment
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error:\n{exc}") from None
 
 
 @contextmanager
@@ -72,7 +63,7 @@ def scoring_config(obj, config_file: str | None):
     try:
         if config_file:
             return load_config_file(config_file)
-        return load_scoring_config(_settings(obj).config_dir)
+        return load_scoring_config(settings_of(obj).config_dir)
     except (BacktestError, ConfigError) as exc:
         raise click.ClickException(f"scoring configuration error:\n{exc}") from None
 
@@ -189,7 +180,7 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, l
     _delay_ms(feedback_delay)
     config = scoring_config(obj, config_file)
     baseline = scoring_config(obj, baseline_file) if baseline_file else None
-    partitions = partitions or _settings(obj).kafka.partitions
+    partitions = partitions or settings_of(obj).kafka.partitions
     processes = min(processes or available_cpus(), partitions)
     loaded = _load_labelled(file, mapping_file, labels, label_file, label_mapping)
     scorer = Scorer(config)
@@ -241,7 +232,7 @@ def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedbac
     from riskcockpit.backtest.stages import available_cpus
 
     delay = _delay_ms(feedback_delay)
-    settings = _settings(obj)
+    settings = settings_of(obj)
     partitions = settings.kafka.partitions
     loaded = _load_labelled(file, mapping_file, labels, label_file, label_mapping)
     scorer = Scorer(scoring_config(obj, None))
@@ -280,7 +271,7 @@ def replay(obj, file, mapping_file, speed, rejected_file, quiet):
         parse_speed(speed)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--speed") from None
-    settings = _settings(obj)
+    settings = settings_of(obj)
     loaded = _load(file, mapping_file)
     _report_rejected(loaded)
     if rejected_file:
@@ -317,7 +308,7 @@ def labels(obj, file, mapping_file, dry_run, quiet):
     if dry_run:
         click.echo(f"{len(found)} labels ({frauds} fraud) read from {file}; nothing published (--dry-run)")
         return
-    settings = _settings(obj)
+    settings = settings_of(obj)
     try:
         with progress_bar(len(found), f"labels {Path(file).name}", enabled=not quiet) as progress:
             sent = publish(found, settings.kafka.servers, Path(file), progress)
@@ -338,7 +329,7 @@ def _active(obj) -> dict:
     from riskcockpit.indicators.scoring import load_scoring_config
 
     try:
-        return dict(load_scoring_config(_settings(obj).config_dir).indicators)
+        return dict(load_scoring_config(settings_of(obj).config_dir).indicators)
     except ConfigError as exc:
         raise click.ClickException(f"scoring configuration error:\n{exc}") from None
 
@@ -347,7 +338,7 @@ def _regimes(obj) -> str:
     """How an indicator's value reaches the score under the active config, regime by regime."""
     from riskcockpit.indicators.scoring import load_scoring_config
 
-    models = load_scoring_config(_settings(obj).config_dir).models
+    models = load_scoring_config(settings_of(obj).config_dir).models
     ev, sup = models.evidence, models.supervised
     text = (f"points up to its weight by the rarity of its value on recent traffic (none below 1 in {ev.common:g}; "
             f"a hit at full weight for the first {ev.warmup} transactions of a partition): regime label-free")

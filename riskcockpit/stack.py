@@ -18,7 +18,7 @@ from rich.console import Console
 
 from riskcockpit.broker import EmbeddedBroker, port_open
 from riskcockpit.ground.kafka import ensure_topics
-from riskcockpit.ground.settings import Settings
+from riskcockpit.settings import Settings
 from riskcockpit.ground import topics
 
 console = Console(stderr=True)

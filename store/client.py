@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from riskcockpit.ground.settings import Settings
+from riskcockpit.store.settings import StoreSettings
 
 
 class StoreUnavailable(RuntimeError):
@@ -30,20 +30,20 @@ _clients: dict[str, Client] = {}
 _lock = threading.Lock()
 
 
-def describe(settings: Settings) -> str:
-    if settings.store.url:
-        parsed = urlparse(settings.store.url)
+def describe(store: StoreSettings) -> str:
+    if store.url:
+        parsed = urlparse(store.url)
         return f"ClickHouse server {parsed.hostname}:{parsed.port or 8123}"
-    return f"embedded ClickHouse (chdb) at {settings.chdb_path}"
+    return f"embedded ClickHouse (chdb) at {store.chdb_path}"
 
 
-def connect(settings: Settings) -> Client:
+def connect(store: StoreSettings) -> Client:
     """A client for the configured store; one per process for chdb (the lock is per process)."""
-    target = settings.store.url or f"chdb:{settings.chdb_path}"
+    target = store.url or f"chdb:{store.chdb_path}"
     with _lock:
         if target in _clients:
             return _clients[target]
-        client = _open(settings)
+        client = _open(store)
         _clients[target] = client
         return client
 
@@ -66,21 +66,21 @@ def held_by_another_process(path: Path) -> bool:
         return False
 
 
-def _open(settings: Settings) -> Client:
-    if settings.store.url:
+def _open(store: StoreSettings) -> Client:
+    if store.url:
         try:
-            client = clickhouse_connect.get_client(dsn=settings.store.url, database="default")
-            client.command(f"CREATE DATABASE IF NOT EXISTS {settings.store.database}")
+            client = clickhouse_connect.get_client(dsn=store.url, database="default")
+            client.command(f"CREATE DATABASE IF NOT EXISTS {store.database}")
             return client
         except Exception as exc:  # the driver raises several unrelated types for "not reachable"
-            raise StoreUnavailable(f"{describe(settings)} is not reachable: {exc}") from exc
-    path: Path = settings.chdb_path
+            raise StoreUnavailable(f"{describe(store)} is not reachable: {exc}") from exc
+    path: Path = store.chdb_path
     path.mkdir(parents=True, exist_ok=True)
     if held_by_another_process(path):
-        raise StoreLocked(f"{describe(settings)} is held by another process (the cockpit owns it while the stack runs)")
+        raise StoreLocked(f"{describe(store)} is held by another process (the cockpit owns it while the stack runs)")
     try:
         client = clickhouse_connect.get_client(interface="chdb", path=str(path))
-        client.command(f"CREATE DATABASE IF NOT EXISTS {settings.store.database}")
+        client.command(f"CREATE DATABASE IF NOT EXISTS {store.database}")
         return client
     except Exception as exc:
-        raise StoreUnavailable(f"{describe(settings)} cannot be opened: {exc}") from exc
+        raise StoreUnavailable(f"{describe(store)} cannot be opened: {exc}") from exc

@@ -21,9 +21,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
-from riskcockpit.ground.kafka import client_configs, ensure_topics, subscribe
-from riskcockpit.ground.settings import Settings
+from riskcockpit.ground.kafka import KafkaSettings, client_configs, ensure_topics, subscribe
 from riskcockpit.store.migrate import migrate
+from riskcockpit.streams.settings import SinkSettings
 from riskcockpit.ground import topics
 from riskcockpit.ground.contract import decision_id
 
@@ -140,10 +140,10 @@ def rows_by_table(messages) -> Rows:
 
 
 class Sink:
-    def __init__(self, settings: Settings, client: Client):
-        self.settings = settings
+    def __init__(self, config: SinkSettings, kafka: KafkaSettings, client: Client, database: str):
+        self.config, self.kafka = config, kafka
         self.client = client
-        self.db = settings.store.database
+        self.db = database
         self.stopping = threading.Event()
         self.inserted = defaultdict(int)
 
@@ -171,10 +171,10 @@ class Sink:
                 delay = min(delay * 2, 30.0)
 
     def _consume(self) -> None:
-        s = self.settings.sink
+        s = self.config
         # Subscribing to a topic nobody has made yet (no notifier, no worker so far) would have the
         # broker create it, with the default cleanup policy: make them first, compacted where needed.
-        servers, partitions = self.settings.kafka.servers, self.settings.kafka.partitions
+        servers, partitions = self.kafka.servers, self.kafka.partitions
         ensure_topics(servers, partitions, tuple(t for t in topics.SINK_TOPICS if t not in topics.COMPACTED))
         ensure_topics(servers, partitions, topics.COMPACTED, configs={"cleanup.policy": "compact"})
         consumer = KafkaConsumer(

@@ -39,8 +39,8 @@ import orjson
 
 from riskcockpit.ground import topics
 from riskcockpit.ground.contract import InvalidRecord, decision_id, parse_transaction
+from riskcockpit.ground.kafka import KafkaSettings, client_configs, ensure_topics
 from riskcockpit.ground.runtime import tune_gc
-from riskcockpit.ground.settings import Settings
 from riskcockpit.indicators.base import ENTITY_FIELDS
 from riskcockpit.indicators.pipeline import ACCOUNT, NotKeptHere, Pipeline, Trip
 from riskcockpit.indicators.scoring import SCORING_FILE, Scorer, load_scoring_config
@@ -49,21 +49,22 @@ from riskcockpit.streams.batches import Outbox, agent
 from riskcockpit.streams.checkpoints import Checkpoints
 from riskcockpit.streams.decisions import DecisionLog
 from riskcockpit.streams.dispositions import decision_of, disposition_of
+from riskcockpit.streams.settings import WorkerSettings
 from riskcockpit.streams.tables import Tables, carried_signals, header, send_trip, table_name
 
 log = logging.getLogger("riskcockpit.worker")
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(worker: WorkerSettings, kafka: KafkaSettings, config_dir: Path, data_dir: Path) -> faust.App:
+    """The worker over the scoring config in ``config_dir``; its own files go under ``data_dir``."""
     faust_seek.install()  # or records fetched while the flow is stopped are lost (see the module)
-    pipeline = Pipeline(Scorer(load_scoring_config(settings.config_dir)))
-    partitions = settings.kafka.partitions
-    parse = partial(parse_transaction, max_bytes=settings.worker.max_record_bytes,
-                    max_amount=settings.worker.max_amount)
+    pipeline = Pipeline(Scorer(load_scoring_config(config_dir)))
+    partitions = kafka.partitions
+    parse = partial(parse_transaction, max_bytes=worker.max_record_bytes, max_amount=worker.max_amount)
     app = faust.App(
-        settings.worker.app_id,
-        broker=f"kafka://{settings.kafka.servers}",
-        broker_credentials=settings.kafka.faust_credentials(),
+        worker.app_id,
+        broker=f"kafka://{kafka.servers}",
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",  # tables are rebuilt from their changelog topics at start
         topic_partitions=partitions,
         # JSON for the tables, keys included: recovery decodes changelog keys with the app's key
@@ -73,9 +74,9 @@ def create_app(settings: Settings) -> faust.App:
         # A crashed worker's partitions move to the survivors (or its restart) after this long.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
-        web_enabled=settings.worker.web_port is not None,
-        web_port=settings.worker.web_port or 6066,
-        datadir=str(settings.data_dir / "faust"),
+        web_enabled=worker.web_port is not None,
+        web_port=worker.web_port or 6066,
+        datadir=str(data_dir),
         # aiokafka keeps one request in flight per broker; what is sent meanwhile waits in one
         # batch per partition, and a sender finding that batch full waits for the round trip.
         # A batch of events fills the default 16 KiB many times over, and goes out in one
@@ -98,7 +99,7 @@ def create_app(settings: Settings) -> faust.App:
     # Tables: the states of the pipeline's entities, each partition's models and decisions.
     states = {entity: table(table_name(entity)) for entity in (ACCOUNT, *pipeline.stages)}
     models = Checkpoints(table("models"), pipeline.scorer)
-    decisions = DecisionLog(table("decisions"), settings.worker.decisions_kept)
+    decisions = DecisionLog(table("decisions"), worker.decisions_kept)
 
     def score_one(out: Outbox, message) -> None:
         """A transaction at its account's partition: new, or back from the entity stages."""
@@ -204,11 +205,11 @@ def create_app(settings: Settings) -> faust.App:
         models.keep(out, list(pipeline.scorer.models))
         await out.deliver()
 
-    app.scorer = pipeline.scorer
+    app.scorer, app.config_source = pipeline.scorer, Path(config_dir, SCORING_FILE).resolve()
     return app
 
 
-def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
+def ensure_worker_topics(kafka: KafkaSettings, app: faust.App) -> None:
     """The pipeline's topics and the changelog topic of each of ``app``'s tables.
 
     Faust creates a table's changelog as its agents start and compares partition counts at
@@ -217,36 +218,37 @@ def ensure_worker_topics(settings: Settings, app: faust.App) -> None:
     starts: its entity's transactions were never scored). Made here, they exist before Faust
     looks, compacted as Faust would make them.
     """
-    from riskcockpit.ground.kafka import ensure_topics
-    ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
-    ensure_topics(settings.kafka.servers, settings.kafka.partitions,
+    ensure_topics(kafka.servers, kafka.partitions, topics.ALL)
+    ensure_topics(kafka.servers, kafka.partitions,
                   (*topics.COMPACTED, *(table.changelog_topic.get_topic_name() for table in app.tables.values())),
                   configs={"cleanup.policy": "compact"})
 
 
-def publish_config(settings: Settings, scorer: Scorer) -> None:
+def publish_config(kafka: KafkaSettings, app: faust.App) -> None:
     """The scoring config this worker runs, to ``risk.configs`` keyed by its hash: the store then
     keeps every config a decision names, and ``audit … --verify`` recomputes with it years later."""
     from datetime import UTC, datetime
 
     from kafka import KafkaProducer
 
+    scorer = app.scorer
     record = {"config_hash": scorer.config_hash, "config": scorer.config.model_dump(mode="json"),
-              "source": str(Path(settings.config_dir, SCORING_FILE).resolve()),
+              "source": str(app.config_source),
               "published_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all", **settings.kafka.client_configs())
+    producer = KafkaProducer(bootstrap_servers=kafka.servers, acks="all", **client_configs())
     try:
         producer.send(topics.CONFIGS, key=scorer.config_hash.encode(), value=orjson.dumps(record)).get(timeout=30)
     finally:
         producer.close(timeout=5)
 
 
-def run(settings: Settings, loglevel: str = "info") -> None:
+def run(worker: WorkerSettings, kafka: KafkaSettings, config_dir: Path, data_dir: Path,
+        loglevel: str = "info") -> None:
     """Run one worker until SIGTERM/SIGINT; several workers share the partitions."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = create_app(settings)
-    ensure_worker_topics(settings, app)
-    publish_config(settings, app.scorer)
+    data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    app = create_app(worker, kafka, config_dir, data_dir)
+    ensure_worker_topics(kafka, app)
+    publish_config(kafka, app)
     tune_gc()
     # Faust's consumer runs in a thread of its own and hands fetched records to this one; while
     # a batch is scored, each handover waits up to the switch interval for the GIL, and Python's
@@ -258,5 +260,5 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
     sys.argv = ["riskcockpit-worker", "worker", "--loglevel", loglevel,
-                *(["--without-web"] if settings.worker.web_port is None else [])]
+                *(["--without-web"] if worker.web_port is None else [])]
     app.main()

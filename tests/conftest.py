@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from riskcockpit.broker import EmbeddedBroker, free_port
-from riskcockpit.ground.settings import load_settings
+from riskcockpit.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 # Fixtures that start a broker or processes: a test that asks for one is an integration test.

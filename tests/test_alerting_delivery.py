@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from riskcockpit.alerting.cli import alerting, sample_job, webhook
+from riskcockpit.cmd_alerting import alerting, sample_job, webhook
 from riskcockpit.alerting.config import parse
 from riskcockpit.alerting.delivery import Deliverer, Lane, dead_letter
 from riskcockpit.alerting.signing import signature, verify

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from riskcockpit.alerting import bus
-from riskcockpit.alerting.cli import silence
+from riskcockpit.cmd_alerting import silence
 from riskcockpit.alerting.config import parse
 from riskcockpit.alerting.delivery import DeliveryService
 from riskcockpit.alerting.notifier import NotifierService
@@ -211,15 +211,15 @@ receivers:
 
 def test_outage_loses_nothing_dead_letters_and_audits(fresh_kafka, receiver, services, env, monkeypatch):
     from riskcockpit.audit import fetch
-    from riskcockpit.ground.settings import load_settings
+    from riskcockpit.settings import load_settings
     from riskcockpit.store import queries
     from riskcockpit.store.client import connect
     from riskcockpit.streams.sink import Sink
 
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
     settings = load_settings(**{"sink.max_wait_ms": 200})
-    client = connect(settings)
-    sink = Sink(settings, client)
+    client = connect(settings.store)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     sink_thread = sink.start_thread()
     config = parse(f"""
 route:
@@ -322,9 +322,9 @@ notifier: {{commit_interval: 200ms}}
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKCOCKPIT_")}
     env.update(RISKCOCKPIT_KAFKA=fresh_kafka.bootstrap, RISKCOCKPIT_DATA_DIR=str(tmp_path / "data"),
-               HOOK_SECRET=SECRET, PYTHONPATH=REPO)
+               HOOK_SECRET=SECRET)
     script = ("import logging; logging.basicConfig(level=logging.INFO);"
-              "from alerting.cli import notifier; notifier.main(prog_name='riskcockpit notifier')")
+              "from riskcockpit.cmd_alerting import notifier; notifier.main(prog_name='riskcockpit notifier')")
     procs: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:

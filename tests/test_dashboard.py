@@ -19,7 +19,7 @@ import pytest
 from dash_client import call
 from riskcockpit.dashboard import i18n
 from riskcockpit.dashboard.app import create_app
-from riskcockpit.ground.settings import load_settings
+from riskcockpit.settings import load_settings
 from riskcockpit.store import queries
 from riskcockpit.store.client import connect
 from riskcockpit.store.migrate import migrate
@@ -60,7 +60,7 @@ def store(store_dir):
         mp.setenv("RISKCOCKPIT_DATA_DIR", str(store_dir))
         mp.setenv("RISKCOCKPIT_STORE__DATABASE", f"t_dash_{uuid.uuid4().hex[:10]}")
         settings = load_settings()
-    client = connect(settings)
+    client = connect(settings.store)
     db = settings.store.database
     migrate(client, db)
     now = datetime.now(timezone.utc)
@@ -83,7 +83,8 @@ def published() -> list[dict]:
 
 @pytest.fixture
 def http(store, published):
-    app = create_app(store["settings"], store["client"], publish_action=published.append)
+    app = create_app(store["settings"].cockpit, store["client"], store["settings"].store.database,
+                     publish_action=published.append)
     return app.server.test_client()
 
 
@@ -138,7 +139,7 @@ def test_grid_tier_filter_keeps_only_that_tier(http):
 
 
 def test_store_failure_is_reported_and_keeps_the_page(store):
-    http = create_app(store["settings"], Unreachable()).server.test_client()
+    http = create_app(store["settings"].cockpit, Unreachable(), store["settings"].store.database).server.test_client()
     response = call(http, "kpi-tps.children", {"tick.n_intervals": 1, "language.value": "en"})
     assert response["store-status"]["is_open"] is True
     assert "connection refused" in response["store-status"]["children"]
@@ -171,8 +172,8 @@ def test_language_switch_yields_chinese_labels(http):
 
 def test_default_language_comes_from_settings(store):
     settings = store["settings"]
-    zh = settings.model_copy(update={"cockpit": settings.cockpit.model_copy(update={"language": "zh"})})
-    layout = json.dumps(create_app(zh, store["client"]).server.test_client().get("/_dash-layout").get_json(),
+    zh = settings.cockpit.model_copy(update={"language": "zh"})
+    layout = json.dumps(create_app(zh, store["client"], settings.store.database).server.test_client().get("/_dash-layout").get_json(),
                         ensure_ascii=False)
     assert "风险驾驶舱" in layout and "Risk cockpit" not in layout
 
@@ -226,13 +227,14 @@ def test_producer_failure_is_shown_not_raised(store):
     def broken(_action: dict) -> None:
         raise RuntimeError("broker down")
 
-    http = create_app(store["settings"], store["client"], publish_action=broken).server.test_client()
+    http = create_app(store["settings"].cockpit, store["client"], store["settings"].store.database,
+                      publish_action=broken).server.test_client()
     response = _ack(http, [{"alert_id": "a1", "acknowledged": False}])
     assert "broker down" in response["ack-feedback"]["children"]
 
 
 def test_without_publisher_there_is_no_acknowledge_button(store):
-    http = create_app(store["settings"], store["client"]).server.test_client()
+    http = create_app(store["settings"].cockpit, store["client"], store["settings"].store.database).server.test_client()
     assert "ack-button" not in http.get("/_dash-layout").get_data(as_text=True)
     assert "ack-button" not in http.get("/_dash-dependencies").get_data(as_text=True)
 
@@ -290,7 +292,7 @@ def test_audit_unknown_kind_is_404(http):
 
 
 def test_api_store_failure_is_503_json(store):
-    http = create_app(store["settings"], Unreachable()).server.test_client()
+    http = create_app(store["settings"].cockpit, Unreachable(), store["settings"].store.database).server.test_client()
     for path in ("/api/kpis", "/api/audit/alerts"):
         response = http.get(path)
         assert response.status_code == 503 and "connection refused" in response.get_json()["error"]

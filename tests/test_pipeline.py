@@ -24,7 +24,7 @@ from kafka.errors import CoordinatorNotAvailableError
 from conftest import crashed_agent, wait_for
 from riskcockpit.indicators.scoring import ScoringConfig, load_scoring_config, recompute
 from riskcockpit.ground.kafka import ensure_topics
-from riskcockpit.ground.settings import load_settings
+from riskcockpit.settings import load_settings
 from riskcockpit.store.client import connect
 from riskcockpit.store.migrate import migrate
 from riskcockpit.ground import topics
@@ -41,9 +41,9 @@ def stack(fresh_kafka, env, processes, tmp_path, monkeypatch):
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
     settings = load_settings(**{"sink.max_wait_ms": 200})
     ensure_topics(settings.kafka.servers, settings.kafka.partitions, topics.ALL)
-    client = connect(settings)
+    client = connect(settings.store)
     migrate(client, settings.store.database)
-    sink = Sink(settings, client)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     thread = sink.start_thread()
     worker_env = {"RISKCOCKPIT_KAFKA": fresh_kafka.bootstrap, "RISKCOCKPIT_DATA_DIR": str(tmp_path / "worker")}
 
@@ -409,9 +409,9 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
         monkeypatch.setenv(key, value)
     settings = load_settings(**{"sink.max_wait_ms": 200})
     ensure_topics(settings.kafka.servers, 1, topics.ALL)
-    client = connect(settings)
+    client = connect(settings.store)
     migrate(client, settings.store.database)
-    sink = Sink(settings, client)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     thread = sink.start_thread()
     db = settings.store.database
     worker_env = {"RISKCOCKPIT_KAFKA": fresh_kafka.bootstrap, "RISKCOCKPIT_KAFKA__PARTITIONS": "1",
@@ -492,8 +492,8 @@ def test_worker_makes_its_tables_changelogs_compacted_and_co_partitioned_before_
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", kafka.bootstrap)
     monkeypatch.setenv("RISKCOCKPIT_WORKER__APP_ID", app_id)
     settings = load_settings()
-    app = create_app(settings)
-    ensure_worker_topics(settings, app)
+    app = create_app(settings.worker, settings.kafka, settings.config_dir, settings.faust_dir)
+    ensure_worker_topics(settings.kafka, app)
 
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     try:
@@ -513,8 +513,8 @@ def test_a_sink_alone_makes_the_topics_it_reads_compacted_where_kept_by_key(fres
     risk.configs with the default policy (delete), and old silences and configs would expire."""
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
     settings = load_settings()
-    client = connect(settings)
-    sink = Sink(settings, client)
+    client = connect(settings.store)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     thread = sink.start_thread()
     admin = KafkaAdminClient(bootstrap_servers=fresh_kafka.bootstrap)
     try:

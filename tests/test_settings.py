@@ -6,7 +6,8 @@ import pytest
 
 from riskcockpit.indicators import REGISTRY
 from riskcockpit.indicators.scoring import load_scoring_config
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR, load_settings
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.settings import load_settings
 from riskcockpit.ground.yamlfile import ConfigError
 
 
@@ -143,3 +144,28 @@ def test_a_secured_cluster_takes_its_principal_from_the_environment(config_dir, 
     credentials = kafka.faust_credentials()
     assert credentials.username == "worker" and credentials.mechanism.value == "SCRAM-SHA-512"
     assert credentials.protocol.value == "SASL_SSL"
+
+
+def test_the_embedded_store_lives_in_the_data_folder_unless_its_section_says_elsewhere(config_dir, monkeypatch,
+                                                                                       tmp_path):
+    monkeypatch.setenv("RISKCOCKPIT_DATA_DIR", str(tmp_path / "data"))
+    assert load_settings().store.chdb_path == (tmp_path / "data" / "chdb").resolve()
+    monkeypatch.setenv("RISKCOCKPIT_STORE__PATH", str(tmp_path / "elsewhere"))
+    assert load_settings().store.chdb_path == (tmp_path / "elsewhere").resolve()
+
+
+def test_each_component_is_handed_its_own_section(config_dir):
+    from riskcockpit.dashboard.settings import CockpitSettings
+    from riskcockpit.ground.kafka import KafkaSettings
+    from riskcockpit.store.settings import StoreSettings
+    from riskcockpit.streams.settings import GeneratorSettings, SinkSettings, WorkerSettings
+
+    s = load_settings()
+    assert [type(section) for section in (s.kafka, s.store, s.worker, s.sink, s.cockpit, s.generator)] == [
+        KafkaSettings, StoreSettings, WorkerSettings, SinkSettings, CockpitSettings, GeneratorSettings]
+    # A section's problem is still named at its line in the one file they share.
+    text = (config_dir / "riskcockpit.yaml").read_text().replace("  language: en", "  language: fr")
+    (config_dir / "riskcockpit.yaml").write_text(text)
+    line = text.splitlines().index("  language: fr        # en | zh") + 1
+    with pytest.raises(ConfigError, match=rf"riskcockpit\.yaml:{line}: cockpit\.language: Input should be 'en' or 'zh'"):
+        load_settings()

@@ -44,9 +44,9 @@ def test_unreadable_result_record_is_kept_in_the_dlq_table():
 def test_redelivered_action_is_stored_once(settings):
     from riskcockpit.store.client import connect
 
-    client = connect(settings)
+    client = connect(settings.store)
     migrate(client, settings.store.database)
-    sink = Sink(settings, client)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     batch = rows_by_table([message(topics.ACTIONS, json.dumps(ACK).encode())])
     sink.write(batch)
     sink.write(batch)
@@ -67,7 +67,7 @@ def test_sink_restarts_its_consumer_after_a_failure(settings):
                 raise RuntimeError("commit refused: the group rebalanced")
             self.stop()
 
-    FailingOnce(settings, connect(settings)).run()
+    FailingOnce(settings.sink, settings.kafka, connect(settings.store), settings.store.database).run()
     assert calls == [0, 1]
 
 
@@ -84,9 +84,9 @@ def test_a_row_the_store_refuses_goes_to_the_dlq_table_and_the_rest_is_stored(se
     """A poison row is not a store outage: retried forever, it would stop every table filling."""
     from riskcockpit.store.client import connect
 
-    client = connect(settings)
+    client = connect(settings.store)
     migrate(client, settings.store.database)
-    sink = Sink(settings, client)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     messages = [message(topics.SCORES, json.dumps(score_record(f"t{i}")).encode(), offset=i) for i in range(9)]
     messages[5] = message(topics.SCORES, json.dumps(score_record("t5", amount="lots")).encode(), offset=5)
     done = threading.Thread(target=sink._insert_until_done, args=(rows_by_table(messages),), daemon=True)
@@ -126,14 +126,14 @@ def test_a_store_outage_commits_nothing_past_what_was_stored_and_the_sink_resume
     is back every record is stored exactly once, by the same sink, without a restart."""
     from kafka import KafkaAdminClient, KafkaProducer
 
-    from riskcockpit.ground.settings import load_settings
+    from riskcockpit.settings import load_settings
     from riskcockpit.store.client import connect
 
     monkeypatch.setenv("RISKCOCKPIT_KAFKA", fresh_kafka.bootstrap)
     settings = load_settings(**{"sink.max_wait_ms": 200})
-    client = Outage(connect(settings))
+    client = Outage(connect(settings.store))
     migrate(client.client, settings.store.database)
-    sink = Sink(settings, client)
+    sink = Sink(settings.sink, settings.kafka, client, settings.store.database)
     thread = sink.start_thread()
     producer = KafkaProducer(bootstrap_servers=fresh_kafka.bootstrap, acks="all")
     db = settings.store.database

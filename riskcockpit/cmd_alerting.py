@@ -2,7 +2,7 @@
 ``webhook test|verify``. Registered on the main ``riskcockpit`` group by ``riskcockpit/cli.py``.
 
 Each command reads settings through the main group's context object (``ctx.obj.settings()``),
-so ``--config-dir`` and ``--kafka`` apply; outside that group it loads the settings itself.
+so ``--config-dir`` and ``--kafka`` apply; outside that group, from the default folder.
 """
 
 from __future__ import annotations
@@ -18,18 +18,13 @@ from pathlib import Path
 
 import click
 
-from riskcockpit.ground.settings import Settings, load_settings
+from riskcockpit.context import settings_of
 from riskcockpit.ground.yamlfile import ConfigError
+from riskcockpit.settings import Settings
 
 
 def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.find_root().obj
-    if obj is not None and hasattr(obj, "settings"):
-        return obj.settings()
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error:\n{exc}") from None
+    return settings_of(ctx.find_root().obj)
 
 
 def _config(settings: Settings, file: str | None):
