@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 
-from riskcockpit.ground.kafka import client_configs
 from riskcockpit.ground import topics
+from riskcockpit.ground.kafka import client_configs
 
 log = logging.getLogger("riskcockpit.alerting")
 

@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from riskcockpit.ground.durations import parse_duration
 from riskcockpit.alerting.matchers import Matcher
+from riskcockpit.ground.durations import parse_duration
 from riskcockpit.ground.yamlfile import ConfigError, describe_errors, duplicate_errors, parse_yaml, read_text
 
 FILE_NAME = "alerting.yaml"

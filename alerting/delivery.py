@@ -23,9 +23,10 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import requests
 
@@ -339,8 +340,8 @@ class DeliveryService:
 
         from riskcockpit.alerting import bus
         from riskcockpit.alerting.offsets import OffsetTracker
-        from riskcockpit.ground.kafka import client_configs, subscribe
         from riskcockpit.ground import topics
+        from riskcockpit.ground.kafka import client_configs, subscribe
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         self._producer = bus.producer(self.bootstrap)

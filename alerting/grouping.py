@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from riskcockpit.alerting.routing import Route
 

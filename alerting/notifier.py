@@ -21,9 +21,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Hashable
+from typing import Any
 
 from riskcockpit.alerting.config import AlertingConfig
 from riskcockpit.alerting.grouping import Group, Grouper
@@ -413,8 +414,8 @@ class NotifierService:
 
         from riskcockpit.alerting import bus
         from riskcockpit.alerting.offsets import OffsetTracker
-        from riskcockpit.ground.kafka import client_configs, subscribe
         from riskcockpit.ground import topics
+        from riskcockpit.ground.kafka import client_configs, subscribe
 
         bus.ensure_alerting_topics(self.bootstrap, self.partitions)
         now = self.clock()

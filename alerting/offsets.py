@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from typing import Hashable
+from collections.abc import Hashable
 
 
 class OffsetTracker:

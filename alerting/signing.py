@@ -16,7 +16,7 @@ import base64
 import hashlib
 import hmac
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 HEADER_TIMESTAMP = "X-Riskcockpit-Timestamp"
 HEADER_ID = "X-Riskcockpit-Id"

@@ -26,13 +26,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from riskcockpit.indicators.scoring import Scorer, load_scoring_config
-from riskcockpit.backtest.metrics import format_metrics
 from riskcockpit.backtest.history import load_mapping, load_transactions
+from riskcockpit.backtest.metrics import format_metrics
 from riskcockpit.backtest.run import run_backtest
 from riskcockpit.backtest.stages import available_cpus
 from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.streams.generator import SyntheticStream
 
 RENAMED = {"tx_id": "id", "ts": "booked_at", "account_id": "customer", "merchant_id": "terminal", "amount": "value"}

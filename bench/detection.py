@@ -34,16 +34,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from backtest import START, write_public_file  # bench/backtest.py, beside this file
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.backtest.history import load_mapping, load_transactions
 from riskcockpit.backtest.run import run_backtest
 from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
-
-from backtest import START, write_public_file  # bench/backtest.py, beside this file
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 
 SPARKOV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sparkov-2019.parquet"
 SPARKOV_MAPPING = """columns:

@@ -33,12 +33,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fuzz import Tail
 from kafka import KafkaProducer
 
-from fuzz import Tail
 from riskcockpit.broker import EmbeddedBroker, free_port
-from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.ground import topics
+from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.streams.generator import SyntheticStream
 
 REPO = Path(__file__).resolve().parents[1]

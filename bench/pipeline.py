@@ -24,8 +24,8 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from riskcockpit.broker import EmbeddedBroker, free_port
-from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.ground import topics
+from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.streams.generator import SyntheticStream, pace
 
 HERE = Path(__file__).resolve().parent

@@ -15,11 +15,11 @@ from itertools import islice
 
 import orjson
 
-from riskcockpit.indicators.pipeline import Dicts, Pipeline
-from riskcockpit.indicators.scoring import Scorer, load_scoring_config
+from riskcockpit.ground.contract import Transaction, parse_transaction
 from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
-from riskcockpit.ground.contract import Transaction, parse_transaction
+from riskcockpit.indicators.pipeline import Dicts, Pipeline
+from riskcockpit.indicators.scoring import Scorer, load_scoring_config
 from riskcockpit.streams.generator import SyntheticStream
 
 

@@ -12,7 +12,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +287,7 @@ def _layout(cockpit: CockpitSettings, lang: str, can_acknowledge: bool) -> html.
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _short_number(value: float) -> str:
@@ -333,7 +333,7 @@ def _row(alert: dict) -> dict:
 
 
 def _figure(per_minute: list[dict], lang: str) -> go.Figure:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     fig = go.Figure()
     for tier in TIERS:
         points = [p for p in per_minute if int(p["tier"]) == tier]
@@ -381,7 +381,7 @@ def _register_refresh(app: dash.Dash, store: Callable, cockpit: CockpitSettings)
         except Exception as exc:  # noqa: BLE001 - the drivers raise many unrelated types
             return (*[dash.no_update] * (len(kpi_outputs) + 2), t(lang, "store_error", error=exc), True)
         tiers = [f"{k[span][tier]:,}" for tier in TIERS for span in ("alerts_5m", "alerts_60m")]
-        updated = t(lang, "updated", time=datetime.now(timezone.utc).strftime("%H:%M:%S"))
+        updated = t(lang, "updated", time=datetime.now(UTC).strftime("%H:%M:%S"))
         return (f"{k['tx_per_s']:,.1f}", f"{k['open_alerts']:,}", *tiers, _figure(per_minute, lang), updated, "", False)
 
     @app.callback(
@@ -449,7 +449,7 @@ def _register_acknowledge(app: dash.Dash, publish_action: Callable[[dict], Any])
             return t(lang, "ack_no_selection"), "small text-danger", False, dash.no_update, dash.no_update
         # A disposition may follow an acknowledgement; only a second acknowledgement is redundant.
         pending = selected if disposition else [row for row in selected if not row.get("acknowledged")]
-        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
         sent = 0
         try:
             for row in pending:

@@ -8,7 +8,7 @@ from operator import itemgetter
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, register
 from riskcockpit.indicators.support import add_event, in_window, short_history, tally, too_few
 
 

@@ -8,7 +8,7 @@ from math import exp, log, sqrt
 from pydantic import Field, model_validator
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, register
 from riskcockpit.indicators.support import Signals, add_event, in_window, short_history
 
 

@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict
 
 from riskcockpit.ground.contract import Transaction
 
-
-
 NO_HIT = "no hit"
 
 

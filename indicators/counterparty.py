@@ -9,10 +9,16 @@ from typing import Annotated, ClassVar
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, Signal, register
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, Signal, register
 from riskcockpit.indicators.novelty import Novelty
-from riskcockpit.indicators.support import SharedParams, Signals, add_event, distinct_accounts, in_window, remember_account
-
+from riskcockpit.indicators.support import (
+    SharedParams,
+    Signals,
+    add_event,
+    distinct_accounts,
+    in_window,
+    remember_account,
+)
 
 _SECOND = itemgetter(1)
 

@@ -13,10 +13,9 @@ from typing import Annotated
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, register
 from riskcockpit.indicators.novelty import Novelty, NoveltyParams
 from riskcockpit.indicators.support import SharedParams, distinct_accounts, remember_account, short_history, tally
-
 
 EARTH_RADIUS_KM = 6371.0
 

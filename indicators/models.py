@@ -42,9 +42,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from river import anomaly, compose, linear_model, optim, preprocessing
 
+from riskcockpit.ground.contract import Transaction
 from riskcockpit.indicators.base import NO_HIT, Signal
 from riskcockpit.indicators.evidence import EvidenceParams, Rarity, Tail, one_in
-from riskcockpit.ground.contract import Transaction
 
 CHECKPOINT_FORMAT = 3
 

@@ -26,12 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 import riskcockpit.indicators  # noqa: F401  (registers the library)
+from riskcockpit.ground.contract import Transaction
+from riskcockpit.ground.tiers import LEVELS, TierName
+from riskcockpit.ground.yamlfile import read_yaml, validate
 from riskcockpit.indicators.base import ENTITY_FIELDS, REGISTRY, Evaluator, Indicator, Signal
 from riskcockpit.indicators.evidence import Tail
 from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, features
-from riskcockpit.ground.yamlfile import read_yaml, validate
-from riskcockpit.ground.contract import Transaction
-from riskcockpit.ground.tiers import LEVELS, TierName
 
 SCORING_FILE = "indicators.yaml"
 BUDGET_REASON = "tier_budget"

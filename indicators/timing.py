@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, register
 from riskcockpit.indicators.support import short_history
 
 

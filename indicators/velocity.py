@@ -8,9 +8,8 @@ from operator import itemgetter
 from pydantic import Field
 
 from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import Indicator, NO_HIT, Params, register
+from riskcockpit.indicators.base import NO_HIT, Indicator, Params, register
 from riskcockpit.indicators.support import Signals, add_event, in_window, short_history
-
 
 _AMOUNT = itemgetter(1)
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from riskcockpit.indicators.pipeline import ACCOUNT
-from riskcockpit.indicators.scoring import Scorer
 from riskcockpit.backtest.history import BacktestError, Loaded
 from riskcockpit.backtest.run import feed_plan
-from riskcockpit.ground.kafka import client_configs
 from riskcockpit.backtest.stages import ProcessFailed, partition_of, score_staged
-from riskcockpit.settings import Settings
+from riskcockpit.ground.kafka import client_configs
 from riskcockpit.ground.topics import owning_partition
+from riskcockpit.indicators.pipeline import ACCOUNT
+from riskcockpit.indicators.scoring import Scorer
+from riskcockpit.settings import Settings
 
 
 class BackfillRefused(RuntimeError):

@@ -330,8 +330,14 @@ class EmbeddedBroker:
     def _grant(self, app_id: str) -> None:
         """Every topic made, then each component's ACLs (creating an existing ACL changes nothing)."""
         from kafka import KafkaAdminClient
-        from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
-                                 ResourceType)
+        from kafka.admin import (
+            ACL,
+            ACLOperation,
+            ACLPermissionType,
+            ACLResourcePatternType,
+            ResourcePattern,
+            ResourceType,
+        )
 
         from riskcockpit.ground import topics as t
 

@@ -118,8 +118,8 @@ def alerting():
 def alerting_check(ctx, file):
     """Validate FILE (default: alerting.yaml in the config folder); errors name file and line."""
     from riskcockpit.alerting import config as alerting_config
-    from riskcockpit.ground.durations import format_duration
     from riskcockpit.alerting.routing import Router
+    from riskcockpit.ground.durations import format_duration
 
     if file is None:
         file = str(alerting_config.default_path(_settings(ctx).config_dir))
@@ -145,8 +145,8 @@ def alerting_check(ctx, file):
 @click.pass_context
 def alerting_route(ctx, file, tier, labels, verbose):
     """Print the receivers an alert with these labels would reach (like amtool config routes test)."""
-    from riskcockpit.ground.durations import format_duration
     from riskcockpit.alerting.routing import Router
+    from riskcockpit.ground.durations import format_duration
 
     config = _config(_settings(ctx), file)
     values: dict[str, str] = {}
@@ -246,8 +246,8 @@ def _when(value: str) -> datetime:
 @click.pass_context
 def silence_add(ctx, matchers, more, duration, until, start, author, comment):
     """Mute alerts matching all MATCHERS, e.g. account_id="A42" 'indicator=~"new_.*"'."""
-    from riskcockpit.ground.durations import parse_duration
     from riskcockpit.alerting.silences import new_silence
+    from riskcockpit.ground.durations import parse_duration
 
     now = datetime.now(UTC)
     starts = _when(start) if start else now

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import click
 
-from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.context import settings_of
+from riskcockpit.ground.runtime import tune_gc
 from riskcockpit.ground.yamlfile import ConfigError
 
 
@@ -56,9 +56,9 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
 
 def scoring_config(obj, config_file: str | None):
     """``config_file`` if given, else the config folder's ``indicators.yaml``; errors name the file."""
-    from riskcockpit.indicators.scoring import load_scoring_config
     from riskcockpit.backtest.history import BacktestError
     from riskcockpit.backtest.run import load_config_file
+    from riskcockpit.indicators.scoring import load_scoring_config
 
     try:
         if config_file:
@@ -173,10 +173,10 @@ def backtest(obj, file, mapping_file, config_file, out, baseline_file, labels, l
     change of thresholds, weights or rules on history before it goes live.
     """
     from riskcockpit.backtest.history import BacktestError
-    from riskcockpit.indicators.scoring import Scorer
     from riskcockpit.backtest.metrics import format_comparison, format_metrics
     from riskcockpit.backtest.run import run_backtest
     from riskcockpit.backtest.stages import available_cpus
+    from riskcockpit.indicators.scoring import Scorer
     _delay_ms(feedback_delay)
     config = scoring_config(obj, config_file)
     baseline = scoring_config(obj, baseline_file) if baseline_file else None
@@ -228,8 +228,8 @@ def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedbac
     starting worker restores it. Publishes no decision; run it before the workers start."""
     from riskcockpit.backfill import BackfillRefused, build_state, write_state
     from riskcockpit.backtest.history import BacktestError
-    from riskcockpit.indicators.scoring import Scorer
     from riskcockpit.backtest.stages import available_cpus
+    from riskcockpit.indicators.scoring import Scorer
 
     delay = _delay_ms(feedback_delay)
     settings = settings_of(obj)
@@ -265,7 +265,8 @@ def backfill(obj, file, mapping_file, labels, label_file, label_mapping, feedbac
 def replay(obj, file, mapping_file, speed, rejected_file, quiet):
     """Produce a file's transactions into topic `transactions`, keyed by account, in event-time order."""
     from riskcockpit.backtest.history import write_rejected
-    from riskcockpit.replay import parse_speed, replay as run_replay
+    from riskcockpit.replay import parse_speed
+    from riskcockpit.replay import replay as run_replay
 
     try:
         parse_speed(speed)
@@ -380,8 +381,8 @@ def indicators_list(obj, as_json):
 @click.pass_obj
 def indicators_show(obj, name):
     """One indicator: typology, parameters with defaults, state kept, fields required, example."""
-    from riskcockpit.indicators.base import REGISTRY
     from riskcockpit.catalog import STRESS, describe, fields_required
+    from riskcockpit.indicators.base import REGISTRY
 
     if name not in REGISTRY:
         click.echo(f"Error: {name}: unknown indicator; known: {', '.join(sorted(REGISTRY))}", err=True)

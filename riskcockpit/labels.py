@@ -163,8 +163,8 @@ def publish(labels: list[Label], bootstrap: str, file: Path, progress: Callable[
     """Send every label to ``risk.dispositions`` and wait until the broker has them all."""
     from kafka import KafkaProducer
 
-    from riskcockpit.ground.kafka import client_configs
     from riskcockpit.ground import topics
+    from riskcockpit.ground.kafka import client_configs
 
     source = f"labels:{getpass.getuser()}:{file.name}"  # who ran it, from the OS, never from the file
     at = datetime.now(UTC).isoformat(timespec="milliseconds")

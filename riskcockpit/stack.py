@@ -17,9 +17,9 @@ import time
 from rich.console import Console
 
 from riskcockpit.broker import EmbeddedBroker, port_open
+from riskcockpit.ground import topics
 from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.settings import Settings
-from riskcockpit.ground import topics
 
 console = Console(stderr=True)
 

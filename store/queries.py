@@ -51,7 +51,7 @@ def json_safe(value: Any) -> Any:
 
 def _rows(client: Client, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     result = client.query(sql, parameters=params or {})
-    return [dict(zip(result.column_names, row)) for row in result.result_rows]
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
 def kpis(client: Client, db: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def kpis(client: Client, db: str) -> dict[str, Any]:
         f"""SELECT count() FROM {db}.alerts FINAL
             WHERE alert_id NOT IN (SELECT alert_id FROM {db}.actions FINAL)"""
     ).result_rows[0][0]
-    alerts_5m = {tier: 0 for tier in (1, 2, 3)}
+    alerts_5m = dict.fromkeys((1, 2, 3), 0)
     alerts_60m = dict(alerts_5m)
     for tier, last5, last60 in by_tier:
         alerts_5m[int(tier)] = int(last5)

@@ -7,8 +7,8 @@ import threading
 
 from kafka import KafkaProducer
 
-from riskcockpit.ground.kafka import client_configs
 from riskcockpit.ground import topics
+from riskcockpit.ground.kafka import client_configs
 
 
 class ActionPublisher:

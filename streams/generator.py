@@ -41,9 +41,9 @@ import math
 import random
 import time
 from bisect import bisect_right
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Iterable, Iterator
 
 from riskcockpit.streams.population import (
     CHANNELS,
@@ -91,11 +91,11 @@ class SyntheticStream:
         self.rate = float(rate)
         self.fraud_share = float(fraud_share)
         if start is None:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             start = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond >= 500_000 else 0)
         elif start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
-        self.start = start.astimezone(timezone.utc)
+            start = start.replace(tzinfo=UTC)
+        self.start = start.astimezone(UTC)
         self._base_epoch = self.start.timestamp()
 
         self.profiles: list[AccountProfile] = draw_profiles(random.Random(f"riskcockpit-accounts-{seed}"), accounts)
@@ -137,7 +137,7 @@ class SyntheticStream:
         p_start = self._p_start
         heap: list[tuple[float, int, dict]] = []
         heappush, heappop = heapq.heappush, heapq.heappop
-        utc = timezone.utc
+        utc = UTC
         fromts = datetime.fromtimestamp
         state = ScenarioState(self, rng)
         seq = 0

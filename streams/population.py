@@ -151,7 +151,7 @@ class AccountProfile:
     def channel_weights(self) -> dict[str, float]:
         prev = 0.0
         out = {}
-        for ch, c in zip(CHANNELS, self.channel_cum):
+        for ch, c in zip(CHANNELS, self.channel_cum, strict=True):
             c = min(c, 1.0)
             out[ch] = c - prev
             prev = c

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from kafka import KafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from riskcockpit.ground.kafka import client_configs
 from riskcockpit.ground import topics
+from riskcockpit.ground.kafka import client_configs
 
 
 def producer(bootstrap: str) -> KafkaProducer:

@@ -153,7 +153,7 @@ class ScenarioState:
         self.s = stream
         self.rng = rng
         self.kinds = stream._kinds
-        self.incident_no = {k: 0 for k in SCENARIOS}
+        self.incident_no = dict.fromkeys(SCENARIOS, 0)
         self.next_cp = N_EXTERNAL_COUNTERPARTIES
         self.next_dev = 0
         # Countries each account has been seen in through scenarios, so an

@@ -21,11 +21,11 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer
 
+from riskcockpit.ground import topics
+from riskcockpit.ground.contract import decision_id
 from riskcockpit.ground.kafka import KafkaSettings, client_configs, ensure_topics, subscribe
 from riskcockpit.store.migrate import migrate
 from riskcockpit.streams.settings import SinkSettings
-from riskcockpit.ground import topics
-from riskcockpit.ground.contract import decision_id
 
 log = logging.getLogger("riskcockpit.sink")
 

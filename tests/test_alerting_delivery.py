@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from riskcockpit.cmd_alerting import alerting, sample_job, webhook
 from riskcockpit.alerting.config import parse
 from riskcockpit.alerting.delivery import Deliverer, Lane, dead_letter
 from riskcockpit.alerting.signing import signature, verify
 from riskcockpit.alerting.testing import RecordingReceiver
 from riskcockpit.cli import Context
+from riskcockpit.cmd_alerting import alerting, sample_job, webhook
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "whsec-unit-7f3a9c1e5d"

@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
+from conftest import wait_for
 from kafka import KafkaProducer
 
 from riskcockpit.alerting import bus
-from riskcockpit.cmd_alerting import silence
 from riskcockpit.alerting.config import parse
 from riskcockpit.alerting.delivery import DeliveryService
 from riskcockpit.alerting.notifier import NotifierService
 from riskcockpit.alerting.signing import verify
 from riskcockpit.alerting.testing import RecordingReceiver
-from conftest import wait_for
 from riskcockpit.cli import Context
+from riskcockpit.cmd_alerting import silence
 from riskcockpit.ground import topics
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes

@@ -23,7 +23,7 @@ from riskcockpit.alerting.offsets import OffsetTracker
 from riskcockpit.alerting.ratelimit import TokenBucket
 from riskcockpit.alerting.receivers import build
 from riskcockpit.alerting.routing import Router
-from riskcockpit.alerting.signing import (dingtalk_sign, feishu_sign, notification_id, signature, signed_headers, verify)
+from riskcockpit.alerting.signing import dingtalk_sign, feishu_sign, notification_id, signature, signed_headers, verify
 from riskcockpit.alerting.silences import SilenceSet, expired, new_silence
 from riskcockpit.alerting.templates import Message, fit
 from riskcockpit.ground.yamlfile import ConfigError

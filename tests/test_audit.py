@@ -7,10 +7,10 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from riskcockpit.indicators.base import tx_at
-from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.audit import render, stored_configs, verify
 from riskcockpit.cli import Context, audit
+from riskcockpit.indicators.base import tx_at
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 
 CONFIG = ScoringConfig.model_validate({
     "indicators": {"large_amount": {"weight": 40, "params": {"threshold": 1000}},

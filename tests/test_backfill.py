@@ -8,21 +8,19 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
-from click.testing import CliRunner
-from kafka import KafkaConsumer, KafkaProducer
 import pytest
-
+from click.testing import CliRunner
 from conftest import wait_for
+from kafka import KafkaConsumer, KafkaProducer
+
 from riskcockpit.backtest.history import load_mapping, load_transactions
 from riskcockpit.backtest.run import run_backtest
 from riskcockpit.cli import cli
-from riskcockpit.labels import attach, load_label_mapping, load_labels
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.ground import topics
-from riskcockpit.streams.generator import SyntheticStream
-
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
-
+from riskcockpit.labels import attach, load_label_mapping, load_labels
+from riskcockpit.streams.generator import SyntheticStream
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 

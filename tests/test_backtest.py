@@ -24,16 +24,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.backtest.history import BacktestError, Mapping, load_transactions
 from riskcockpit.backtest.metrics import evaluate
 from riskcockpit.backtest.run import run_backtest
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import backtest, replay
-from riskcockpit.replay import paced, parse_speed
 from riskcockpit.ground.contract import parse_transaction
-from riskcockpit.streams.generator import SyntheticStream
 from riskcockpit.ground.topics import owning_partition
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
+from riskcockpit.replay import paced, parse_speed
+from riskcockpit.streams.generator import SyntheticStream
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -403,7 +403,7 @@ def test_feedback_never_arrives_before_the_delay_and_never_later_than_needed(tmp
     ms[10] = ms[11] = ms[12]
     ms[20] = ms[21] + 1_800_000
     ms[30] = ms[31] + 1_800_000 - 1
-    for r, offset in zip(rows, ms):
+    for r, offset in zip(rows, ms, strict=True):
         r["booked_at"] = (T0 + timedelta(milliseconds=offset)).isoformat()
     loaded = load_transactions(write_csv(tmp_path / "tx.csv", rows), Mapping.model_validate(MAPPING), "is_fraud")
     spy = Spy(ScoringConfig.model_validate(tiny_config()))
@@ -412,7 +412,7 @@ def test_feedback_never_arrives_before_the_delay_and_never_later_than_needed(tmp
     # each account's partition is the one Kafka's default partitioner gives it, as in the worker
     partition_of = {r["customer"]: owning_partition(r["customer"].encode(), partitions) for r in rows}
     assert len(set(partition_of.values())) == partitions
-    ordered = sorted((int(T0.timestamp() * 1000) + offset, partition_of[r["customer"]]) for r, offset in zip(rows, ms))
+    ordered = sorted((int(T0.timestamp() * 1000) + offset, partition_of[r["customer"]]) for r, offset in zip(rows, ms, strict=True))
     assert sorted((t, p) for p, t, _ in spy.delivered_before) == ordered
     truth = {r["id"]: r["fraud"] for r in rows}
     for tx_id, ts, label, arrived in spy.arrivals:
@@ -550,8 +550,8 @@ def test_cli_backtest_names_partitions_and_processes(tmp_path):
 
 
 def _active_config():
-    from riskcockpit.indicators.scoring import load_scoring_config
     from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+    from riskcockpit.indicators.scoring import load_scoring_config
 
     return load_scoring_config(DEFAULT_CONFIG_DIR)
 

@@ -14,12 +14,12 @@ import yaml
 from click.testing import CliRunner
 from pydantic import Field
 
-from riskcockpit.ground.durations import DurationMs
-from riskcockpit.indicators.base import REGISTRY, Indicator, Params
 from riskcockpit import catalog
 from riskcockpit.cli import Context
 from riskcockpit.cmd_offline import indicators_group
+from riskcockpit.ground.durations import DurationMs
 from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.indicators.base import REGISTRY, Indicator, Params
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "indicators.md"

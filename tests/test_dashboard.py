@@ -11,12 +11,12 @@ import json
 import os
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from dash_client import call
+
 from riskcockpit.dashboard import i18n
 from riskcockpit.dashboard.app import create_app
 from riskcockpit.settings import load_settings
@@ -63,7 +63,7 @@ def store(store_dir):
     client = connect(settings.store)
     db = settings.store.database
     migrate(client, db)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     alerts = [_alert(tier, now) for tier, n in NOW_PER_TIER.items() for _ in range(n)]
     alerts.append(_alert(1, now - timedelta(minutes=30), account="acct-old"))
     client.insert(f"{db}.alerts", alerts, column_names=ALERT_COLUMNS)
@@ -190,7 +190,7 @@ def _ack(http, rows: list[dict], actor: str | None = "alice", comment: str | Non
 
 def test_acknowledge_publishes_one_action_per_selected_alert(http, published):
     rows = [row for row in _refresh_grid(http) if not row["acknowledged"]][:2]
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     response = _ack(http, rows)
     assert "Acknowledged 2" in response["ack-feedback"]["children"]
     assert [a["alert_id"] for a in published] == [row["alert_id"] for row in rows]
@@ -263,8 +263,8 @@ def test_audit_alerts_filtered_by_tier(http):
 
 
 def test_audit_filters_by_time_and_account(http):
-    since = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()
-    until = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
+    since = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    until = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
     rows = http.get("/api/audit/alerts", query_string={"since": since, "until": until}).get_json()
     assert [row["account_id"] for row in rows] == ["acct-old"]
     rows = http.get("/api/audit/alerts?account=acct-old&limit=5").get_json()

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from kafka import KafkaProducer
-
 from conftest import wait_for
 from dash_client import LiveServer, call
+from kafka import KafkaProducer
+
 from riskcockpit.broker import free_port
 from riskcockpit.ground import topics
 

@@ -2,6 +2,7 @@
 
 import copy
 import random
+from itertools import pairwise
 
 from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.scoring import Scorer, ScoringConfig
@@ -36,7 +37,7 @@ def test_the_score_rises_strictly_with_the_rarity_of_a_degree():
     states = warmed(s)
     scores = [probe(s, states, amount)["score"] for amount in (150, 250, 400, 700, 5000)]
     assert probe(s, states, 40)["score"] == 0  # an ordinary amount adds nothing
-    assert all(a < b for a, b in zip(scores, scores[1:])), scores
+    assert all(a < b for a, b in pairwise(scores)), scores
     assert scores[-1] < 40  # bounded by the weight
     record = probe(s, states, 5000)
     assert record["reasons"][0]["indicator"] == "large_amount" and record["reasons"][0]["evidence"] > 7

@@ -16,14 +16,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-import pytest
 
 from riskcockpit.ground.kafka import ensure_topics
 from riskcockpit.streams.faust_seek import seek_to_committed
 from riskcockpit.streams.producer import producer
-
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 

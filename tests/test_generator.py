@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import count, islice
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from riskcockpit.streams.generator import SyntheticStream, pace
 from riskcockpit.streams.scenarios import REPORTING_THRESHOLD, SCENARIOS
 
-START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 
 
 def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -65,11 +65,11 @@ def test_different_seed_gives_a_different_stream():
     b = SyntheticStream(seed=12, start=START).take(5000)
     strip = lambda txs: [{k: v for k, v in t.items() if k != "tx_id"} for t in txs]  # noqa: E731
     assert strip(a) != strip(b)
-    assert sum(x["account_id"] == y["account_id"] for x, y in zip(a, b)) < 500
+    assert sum(x["account_id"] == y["account_id"] for x, y in zip(a, b, strict=True)) < 500
 
 
 def test_default_start_is_now_rounded_to_the_second():
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     s = SyntheticStream(accounts=50)
     assert s.start.microsecond == 0
     assert abs((s.start - before).total_seconds()) <= 2
@@ -104,7 +104,7 @@ def test_normal_arrivals_follow_the_configured_rate(txs, stream):
 def test_records_are_json_and_pass_the_transaction_contract():
     contract = pytest.importorskip("riskcockpit.ground.contract")
     # The contract rejects timestamps more than a day ahead of the wall clock.
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     for tx in SyntheticStream(seed=3, start=start, fraud_share=0.05).take(20_000):
         raw = json.dumps(tx).encode()
         parsed = contract.parse_transaction(raw)
@@ -349,7 +349,7 @@ def test_day_profile_is_visible(slow_txs):
 
     # Total arrivals are constant, so quiet hours of one group are filled by
     # others; the peak/trough contrast within a group must still be stark.
-    assert per_hour("office", range(9, 17)) > 5 * per_hour("office", range(0, 5))
+    assert per_hour("office", range(9, 17)) > 5 * per_hour("office", range(5))
     assert per_hour("evening", range(19, 23)) > 5 * per_hour("evening", range(8, 13))
     assert per_hour("night_owl", range(23, 27)) > 10 * per_hour("night_owl", range(9, 18))
     assert per_hour("early_bird", range(5, 9)) > 5 * per_hour("early_bird", range(18, 24))

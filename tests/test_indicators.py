@@ -6,9 +6,9 @@ import math
 import pytest
 
 from riskcockpit.indicators import REGISTRY
-from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.aml import PassThrough
 from riskcockpit.indicators.amount import AmountZScore, LargeAmount, Structuring
+from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.card_testing import DeclineRatio, SmallAmountBurst
 from riskcockpit.indicators.counterparty import NewCounterparty
 from riskcockpit.indicators.device_geo import NewCountry, NewDevice

@@ -3,10 +3,10 @@ core routing each entity's state (the worker's stages are tested in test_pipelin
 
 
 from riskcockpit.indicators.base import tx_at
-from riskcockpit.indicators.pipeline import Dicts, Pipeline
-from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 from riskcockpit.indicators.counterparty import CounterpartyFanIn, MerchantCompromise
 from riskcockpit.indicators.device_geo import DeviceShared
+from riskcockpit.indicators.pipeline import Dicts, Pipeline
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig
 
 DAY_MINUTES = 24 * 60
 

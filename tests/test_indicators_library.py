@@ -8,20 +8,32 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
+from riskcockpit.catalog import stress_state
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.indicators import REGISTRY
 from riskcockpit.indicators.aml import BalanceDrain, CashIntensity, CrossBorderRatio
 from riskcockpit.indicators.amount import AmountEwmaRatio, MaxMultiple, RoundAmount
 from riskcockpit.indicators.base import tx_at
-from riskcockpit.indicators.velocity import AmountVelocityBaseline, RapidSuccession
 from riskcockpit.indicators.card_testing import DeclinedThenApproved, DistinctMerchantsSmall
-from riskcockpit.indicators.counterparty import FanIn, FanOut, HighRiskMcc, NewMerchant
-from riskcockpit.indicators.timing import DormantReactivation, FirstActivityLarge
-from riskcockpit.indicators.device_geo import GeoDistanceFromHome, HighRiskCountry, ImpossibleTravel, NewIpPrefix, UnusualChannel
+from riskcockpit.indicators.counterparty import (
+    CounterpartyFanIn,
+    FanIn,
+    FanOut,
+    HighRiskMcc,
+    MerchantCompromise,
+    NewMerchant,
+)
+from riskcockpit.indicators.device_geo import (
+    DeviceShared,
+    GeoDistanceFromHome,
+    HighRiskCountry,
+    ImpossibleTravel,
+    NewIpPrefix,
+    UnusualChannel,
+)
 from riskcockpit.indicators.scoring import load_scoring_config
-from riskcockpit.indicators.counterparty import CounterpartyFanIn, MerchantCompromise
-from riskcockpit.indicators.device_geo import DeviceShared
-from riskcockpit.catalog import stress_state
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.indicators.timing import DormantReactivation, FirstActivityLarge
+from riskcockpit.indicators.velocity import AmountVelocityBaseline, RapidSuccession
 
 NEW = [AmountVelocityBaseline, RapidSuccession, AmountEwmaRatio, MaxMultiple, RoundAmount, FanIn, FanOut,
        HighRiskMcc, NewMerchant, ImpossibleTravel, GeoDistanceFromHome, HighRiskCountry, UnusualChannel, NewIpPrefix,
@@ -433,9 +445,9 @@ def test_declined_then_approved_late_approval_sees_its_own_past():
 def test_the_evaluator_loop_says_and_learns_what_each_indicator_evaluated_alone_does():
     from datetime import UTC, datetime
 
+    from riskcockpit.ground.contract import Transaction
     from riskcockpit.indicators.base import Evaluator
     from riskcockpit.indicators.scoring import Scorer
-    from riskcockpit.ground.contract import Transaction
     from riskcockpit.streams.generator import SyntheticStream
 
     scorer = Scorer(load_scoring_config(DEFAULT_CONFIG_DIR))

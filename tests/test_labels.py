@@ -80,7 +80,6 @@ def test_a_column_the_file_lacks_is_named(tmp_path, mapping):
 def _with_models():
     """The default scoring config: the supervised model learns what is fed back."""
     from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
-
     from riskcockpit.indicators.scoring import load_scoring_config
 
     return load_scoring_config(DEFAULT_CONFIG_DIR)
@@ -89,13 +88,12 @@ def _with_models():
 def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_path):
     """One code path: the file's verdicts at their known time are the column's after the delay."""
     import pyarrow.parquet as pq
+    from test_backtest import MAPPING, labelled_rows, write_csv
 
     from riskcockpit.backtest.history import Mapping, load_transactions
     from riskcockpit.backtest.run import run_backtest
-    from riskcockpit.labels import attach
-    from test_backtest import MAPPING, labelled_rows, write_csv
-
     from riskcockpit.indicators.scoring import Scorer
+    from riskcockpit.labels import attach
 
     rows = labelled_rows(400, every=8)
     transactions = write_csv(tmp_path / "tx.csv", rows)
@@ -118,12 +116,12 @@ def test_a_label_file_known_an_hour_late_is_the_labels_column_an_hour_late(tmp_p
 
 
 def test_a_chargeback_file_teaches_its_frauds_when_known_and_the_rest_count_as_legitimate(tmp_path):
-    from riskcockpit.backtest.history import Mapping, load_transactions
-    from riskcockpit.backtest.run import run_backtest
-    from riskcockpit.labels import attach
     from test_backtest import MAPPING, T0, Spy, labelled_rows, tiny_config, write_csv
 
+    from riskcockpit.backtest.history import Mapping, load_transactions
+    from riskcockpit.backtest.run import run_backtest
     from riskcockpit.indicators.scoring import ScoringConfig
+    from riskcockpit.labels import attach
 
     rows = labelled_rows(200)
     frauds = [r for r in rows if r["fraud"]]

@@ -6,18 +6,18 @@ from datetime import UTC, datetime
 
 import pytest
 
+from riskcockpit.ground.contract import Transaction
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.models import AnomalyParams, ModelParams, ModelSet, features
 from riskcockpit.indicators.pipeline import Dicts, Pipeline
 from riskcockpit.indicators.scoring import Scorer, load_scoring_config
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
-from riskcockpit.ground.contract import Transaction
 from riskcockpit.streams.generator import SyntheticStream
 
 
 def roc_auc(scores, labels):
     """Exact ROC AUC (Mann–Whitney with tied ranks averaged)."""
-    pairs = sorted(zip(scores, labels))
+    pairs = sorted(zip(scores, labels, strict=True))
     positives = sum(labels)
     rank_sum, i = 0.0, 0
     while i < len(pairs):

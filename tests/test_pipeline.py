@@ -17,17 +17,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import crashed_agent, wait_for
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import CoordinatorNotAvailableError
 
-from conftest import crashed_agent, wait_for
-from riskcockpit.indicators.scoring import ScoringConfig, load_scoring_config, recompute
+from riskcockpit.ground import topics
 from riskcockpit.ground.kafka import ensure_topics
+from riskcockpit.indicators.scoring import ScoringConfig, load_scoring_config, recompute
 from riskcockpit.settings import load_settings
 from riskcockpit.store.client import connect
 from riskcockpit.store.migrate import migrate
-from riskcockpit.ground import topics
 from riskcockpit.streams import checkpoints
 from riskcockpit.streams.generator import SyntheticStream
 from riskcockpit.streams.sink import Sink
@@ -128,7 +128,7 @@ def test_valid_records_scored_once_and_malformed_ones_in_the_dlq(stack):
     ).result_rows
     assert len(rows) == len(MALFORMED)
     by_position = {(p, o): (raw, reason) for p, o, raw, reason in rows}
-    for index, (payload, fragment) in zip(bad_positions, MALFORMED):
+    for index, (payload, fragment) in zip(bad_positions, MALFORMED, strict=True):
         raw, reason = by_position[positions[index]]
         raw_bytes = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
         assert fragment in reason, reason
@@ -185,7 +185,7 @@ def test_six_poisons_among_one_accounts_transactions_cost_nothing(stack):
     reasons = [r[0] for r in stack.client.query(f"SELECT reason FROM {stack.db}.dlq FINAL "
                                                  "ORDER BY source_offset").result_rows]
     assert len(reasons) == 6
-    for reason, (_, _, fragment) in zip(reasons, poisons):
+    for reason, (_, _, fragment) in zip(reasons, poisons, strict=True):
         assert fragment in reason, reason
     assert crashed_agent(stack.processes.log("worker")) is None
 
@@ -389,13 +389,12 @@ def test_dispositions_teach_the_worker_and_models_survive_a_restart(fresh_kafka,
     """One partition, so every disposition reaches the same model set; a checkpoint every 200.
     The verdicts come as a bank's label file through `riskcockpit labels`, naming decisions only:
     the worker teaches from its own record of them."""
-    from click.testing import CliRunner
-
-    from riskcockpit.cli import cli
     import shutil
 
     import yaml
+    from click.testing import CliRunner
 
+    from riskcockpit.cli import cli
     from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 
     config_dir = tmp_path / "config"

@@ -3,21 +3,21 @@ and Ctrl-C stops every process it started, the embedded broker included."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import json
-
-import requests
 import pytest
+import requests
+from conftest import crashed_agent, wait_for
 
 from riskcockpit.alerting.signing import verify
 from riskcockpit.alerting.testing import RecordingReceiver
-from conftest import crashed_agent, wait_for
 from riskcockpit.broker import free_port, port_open
+
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 SECRET = "run-test-secret"

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from riskcockpit.ground.contract import Transaction
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.indicators.base import tx_at
 from riskcockpit.indicators.pipeline import Dicts, Pipeline
-from riskcockpit.indicators.scoring import ScoringConfig, Scorer, load_scoring_config, recompute
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
-from riskcockpit.ground.contract import Transaction
+from riskcockpit.indicators.scoring import Scorer, ScoringConfig, load_scoring_config, recompute
 from riskcockpit.streams.generator import SyntheticStream
 
 

@@ -8,10 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import wait_for
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
-from conftest import wait_for
 from riskcockpit.broker import EmbeddedBroker, free_port
 from riskcockpit.ground import topics
 from riskcockpit.streams.generator import SyntheticStream

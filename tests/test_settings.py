@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 
+from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
+from riskcockpit.ground.yamlfile import ConfigError
 from riskcockpit.indicators import REGISTRY
 from riskcockpit.indicators.scoring import load_scoring_config
-from riskcockpit.ground.settings import DEFAULT_CONFIG_DIR
 from riskcockpit.settings import load_settings
-from riskcockpit.ground.yamlfile import ConfigError
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from kafka.consumer.fetcher import ConsumerRecord
 import pytest
-
 from conftest import wait_for
-from riskcockpit.store.migrate import migrate
-from riskcockpit.ground import topics
-from riskcockpit.streams.sink import Sink, rows_by_table
+from kafka.consumer.fetcher import ConsumerRecord
 
+from riskcockpit.ground import topics
+from riskcockpit.store.migrate import migrate
+from riskcockpit.streams.sink import Sink, rows_by_table
 
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import crashed_agent, wait_for
+
 from riskcockpit.broker import free_port, port_open
+
 pytestmark = pytest.mark.integration  # a real broker, store or processes
 
 REPO = Path(__file__).resolve().parents[1]

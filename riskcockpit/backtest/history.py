@@ -62,7 +62,7 @@ NO_DEFAULT = frozenset({"tx_id", "ts"})  # a constant id or time would make ever
 
 FRAUD_LABELS = ("true", "1", "t", "yes", "y", "fraud", "fraudulent", "positive", "confirmed")
 LEGIT_LABELS = ("false", "0", "f", "no", "n", "legit", "legitimate", "genuine", "negative")
-_LABELS = {**{v: True for v in FRAUD_LABELS}, **{v: False for v in LEGIT_LABELS}}
+_LABELS = {**dict.fromkeys(FRAUD_LABELS, True), **dict.fromkeys(LEGIT_LABELS, False)}
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -38,7 +38,7 @@ def evaluate(labels: list[bool], scores: list[float], tiers: list[int], tx_ids: 
     }
     for tier in (1, 2, 3):
         alerts = sum(1 for t in tiers if t >= tier)
-        hits = sum(1 for t, y in zip(tiers, labels) if t >= tier and y)
+        hits = sum(1 for t, y in zip(tiers, labels, strict=True) if t >= tier and y)
         metrics["tiers"][tier] = {
             "alerts": alerts, "alert_share": alerts / n if n else None, "true_alerts": hits,
             "precision": hits / alerts if alerts else None, "recall": hits / positives if positives else None,
@@ -62,7 +62,7 @@ def card_precision_at_k(labels: list[bool], scores: list[float], days: list[int]
     0.5
     """
     by_day: dict[int, dict[str, tuple[float, bool]]] = {}
-    for y, score, day, entity in zip(labels, scores, days, entities):
+    for y, score, day, entity in zip(labels, scores, days, entities, strict=True):
         day_of = by_day.setdefault(day, {})
         highest, fraudulent = day_of.get(entity, (score, False))
         day_of[entity] = (max(highest, score), fraudulent or bool(y))
@@ -106,7 +106,7 @@ def compare(baseline: Result, candidate: Result) -> dict:
     tiers_before, tiers_after = baseline.table["tier"].to_pylist(), candidate.table["tier"].to_pylist()
     before, after = [tiers_before[i] for i in keep], [tiers_after[i] for i in keep]
     return {"transactions": len(keep),
-            "up": sum(a > b for b, a in zip(before, after)), "down": sum(a < b for b, a in zip(before, after)),
+            "up": sum(a > b for b, a in zip(before, after, strict=True)), "down": sum(a < b for b, a in zip(before, after, strict=True)),
             "tiers": {k: {"baseline": sum(t >= k for t in before), "candidate": sum(t >= k for t in after)}
                       for k in (1, 2, 3)}}
 

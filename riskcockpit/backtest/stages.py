@@ -34,11 +34,11 @@ from typing import Any
 
 import orjson
 
+from riskcockpit.ground.contract import Transaction
+from riskcockpit.ground.topics import owning_partition
 from riskcockpit.indicators.base import Signal
 from riskcockpit.indicators.pipeline import ACCOUNT, Dicts, Pipeline, Trip
 from riskcockpit.indicators.scoring import Scorer
-from riskcockpit.ground.contract import Transaction
-from riskcockpit.ground.topics import owning_partition
 
 # (transaction, label or None); a label is None also on a repeated tx_id: it is fed back once.
 Item = tuple[Transaction, bool | None]
@@ -153,7 +153,7 @@ def account_pass(pipeline: Pipeline, items: list[Item], positions: list[int], ow
                "label_free_score": pa.array(label_free, pa.float64()),
                "fraud_probability": pa.array(probabilities, pa.float64()),
                "regime": pa.array(regimes, pa.dictionary(pa.int8(), pa.string()))}
-    by_indicator = list(zip(*values)) if values else [() for _ in names]
+    by_indicator = list(zip(*values, strict=True)) if values else [() for _ in names]
     for name, column in zip(names, by_indicator, strict=True):
         columns[f"ind_{name}"] = pa.array(column, pa.float64())
     shard = Shard(positions, pa.table(columns), fed_back, core)
