@@ -9,10 +9,15 @@ the rank adds the population: a z-score of 3 that one transaction in four reache
 one that one in a thousand reaches says much. An indicator that fires on a fifth of the
 traffic earns ``ln 5`` nats at most, below the ``common`` level where evidence starts to count.
 
-Points follow from evidence as ``weight · (1 − exp(−max(0, s − ln common) / scale))``: none for
-a value at least one in ``common`` transactions reach, rising with rarity towards the
-indicator's configured weight. They are combined as before (``scoring.combine``), so the risk
-officer's weights still bound what each indicator may add.
+Each indicator's evidence, in units, follows as ``1 − exp(−max(0, s − ln common) / scale)``:
+none for a value at least one in ``common`` transactions reach, rising with rarity towards one
+unit. Every indicator weighs the same: its rarity says how much it knows, and weights set by
+hand ranked worse than equal ones on every source measured (docs/decisions/0001-score.md); a
+weight of 0 keeps an indicator out of the score. A transaction's units add up, with those the
+account's recent transactions left (``incident_half_life``, or the account's usual time
+between transactions if shorter: fraud comes as bursts faster than the account's own pace,
+and a burst of moderately rare transactions says more than each of them), and the score is
+``100 · (1 − e^(−units / score_scale))`` (:meth:`EvidenceParams.score`).
 
 The ranks are learned online, per partition, from one transaction in ``learn_every``, over
 the last ``window`` values of each indicator, and checkpointed with the partition's models.
@@ -21,7 +26,8 @@ the stream: with several workers, transactions that took an entity stage in anot
 are decided a little later than their neighbours, and a sample by position learned another
 set of values on every run, which moved the rarest ranks and with them many alerts.
 Until ``warmup`` transactions have been seen there is no reference yet, and a hit counts at
-its full weight, as a threshold would.
+its full weight, as a threshold would (:meth:`EvidenceParams.hit_units`): hits alone combine as
+independent evidence, ``100 · (1 − Π(1 − weightᵢ/100))``.
 
 >>> from riskcockpit.indicators.base import Signal
 >>> rarity = Rarity(EvidenceParams(window=100, learn_every=1, warmup=10))
@@ -38,31 +44,99 @@ import bisect
 import math
 from array import array
 from collections import deque
+from functools import lru_cache
 from hashlib import blake2b
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from riskcockpit.ground.durations import parse_duration_ms
 from riskcockpit.indicators.base import REGISTRY, Signal
+
+_milliseconds = lru_cache(maxsize=16)(parse_duration_ms)  # asked on every transaction
 
 
 class EvidenceParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     common: float = Field(20.0, gt=1, description="a value one transaction in this many reaches adds nothing")
-    scale: float = Field(2.0, gt=0, description="nats of surprisal beyond `common` for 63% of the weight")
+    scale: float = Field(2.0, gt=0, description="nats of surprisal beyond `common` for 63% of a unit")
     window: int = Field(5000, ge=100, description="recent values each indicator is ranked among")
     learn_every: int = Field(4, ge=1, description="one transaction in this many joins the reference")
     warmup: int = Field(1000, ge=0, description="transactions seen before values are ranked; a hit counts fully before")
+    score_scale: float = Field(4.0, gt=0, description="units of evidence for a label-free score of 63: "
+                                                       "100 · (1 − e^(−units / this))")
+    incident_half_life: str = Field("1h", description="the evidence of an account's earlier transactions carries "
+                                                      "over to its next, halving every this long; 0: not at all")
 
-    def points(self, weight: float, surprisal: float) -> float:
-        """An indicator's points: none up to the `common` level, its weight at infinite rarity.
+    @field_validator("incident_half_life")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration_ms(value) < 0:
+            raise ValueError(f"a duration of 0 or more, e.g. 1h or 30m (got {value!r})")
+        return value
+
+    def units(self, surprisal: float) -> float:
+        """An indicator's evidence: none up to the `common` level, one unit at infinite rarity.
 
         >>> p = EvidenceParams()
-        >>> p.points(20, math.log(20)), round(p.points(20, math.log(20) + 2), 2), round(p.points(20, 20), 2)
-        (0.0, 12.64, 20.0)
+        >>> p.units(math.log(20)), round(p.units(math.log(20) + 2), 4), round(p.units(30), 4)
+        (0.0, 0.6321, 1.0)
         """
         excess = surprisal - math.log(self.common)
-        return 0.0 if excess <= 0 else weight * (1.0 - math.exp(-excess / self.scale))
+        return 0.0 if excess <= 0 else 1.0 - math.exp(-excess / self.scale)
+
+    def score(self, units) -> tuple[float, float]:
+        """(label-free score, total units): ``100 · (1 − e^(−Σ units / score_scale))``, as stored. The
+        sum is exact (``math.fsum``), so the same units give the same score in any order, as an
+        auditor's recomputation must.
+
+        >>> p = EvidenceParams(score_scale=1)
+        >>> p.score([]), p.score([1.0]), p.score([0.5, 0.25, 0.25])[0] == p.score([0.25, 0.5, 0.25])[0]
+        ((0.0, 0.0), (63.21, 1.0), True)
+        """
+        total = math.fsum(units)
+        return round(100 * (1 - math.exp(-total / self.score_scale)), 2), total
+
+    def hit_units(self, points: float) -> float:
+        """The units of a hit worth ``points`` on its own (a weight before warm-up, the anomaly
+        ensemble's points): hits alone combine as independent evidence, ``100 · (1 − Π(1 − pᵢ/100))``.
+
+        >>> p = EvidenceParams()
+        >>> p.hit_units(0), p.score([p.hit_units(60), p.hit_units(50)])[0]
+        (0.0, 80.0)
+        """
+        return self.units_of_score(points) if points > 0 else 0.0
+
+    def units_of_score(self, score: float) -> float:
+        """The units behind a label-free ``score``.
+
+        >>> p = EvidenceParams()
+        >>> round(p.units_of_score(p.score([2.5])[0]), 3)
+        2.5
+        """
+        return -self.score_scale * math.log1p(-min(score, 99.99) / 100)
+
+    @property
+    def carries(self) -> bool:
+        """Whether an account's evidence carries over to its next transaction at all."""
+        return _milliseconds(self.incident_half_life) > 0
+
+    def carried(self, units: float, elapsed_ms: int, usual_gap_ms: float | None = None) -> float:
+        """What ``units`` of an account's evidence are worth ``elapsed_ms`` later, as stored. They
+        halve every ``incident_half_life``, or every ``usual_gap_ms`` (the time between the
+        account's transactions, as it usually is) if that is shorter: an account that pays
+        every few minutes would otherwise pile up the ordinary evidence of its own pace.
+
+        >>> p = EvidenceParams()
+        >>> p.carried(2.0, 0), p.carried(2.0, 3_600_000), p.carried(2.0, 86_400_000), p.carried(2.0, 600_000, 600_000)
+        (2.0, 1.0, 0.0, 1.0)
+        """
+        half_life = _milliseconds(self.incident_half_life)
+        if not half_life or units <= 0:
+            return 0.0
+        if usual_gap_ms is not None:
+            half_life = min(half_life, usual_gap_ms)
+        return round(units * 0.5 ** (max(0, elapsed_ms) / half_life), 6)
 
 
 def one_in(n: int, key: str) -> bool:

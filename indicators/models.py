@@ -183,18 +183,19 @@ def model_input(x: dict[str, float | None], keys=None) -> dict[str, float]:
 _OWN = frozenset(TX_FEATURES) | {"mcc_code", "label_free_score", "model_probability"}
 
 
-def stack_input(stored: dict[str, float | None]) -> dict[str, float]:
+def stack_input(stored: dict[str, float | None], evidence: EvidenceParams) -> dict[str, float]:
     """The stacker's input: the model's log-odds (0 with a flag while it is silent) and the
-    label-free score, scaled to a few units.
+    label-free score as its units of evidence, which add up as log-odds do; as a plain 0–100
+    figure the carried evidence of a burst hardly moved it near the top.
 
-    >>> stack_input({"label_free_score": 50.0, "model_probability": 0.5})
-    {'model': 0.0, 'has_model': 1.0, 'label_free': 2.0}
+    >>> stack_input({"label_free_score": 50.0, "model_probability": 0.5}, EvidenceParams(score_scale=1))
+    {'model': 0.0, 'has_model': 1.0, 'label_free': 0.6931471805599453}
     """
     p = stored.get("model_probability")
     p = -1.0 if p is None else p
     q = min(max(p, 1e-6), 1 - 1e-6)
     return {"model": math.log(q / (1 - q)) if p >= 0 else 0.0, "has_model": 1.0 if p >= 0 else 0.0,
-            "label_free": (stored.get("label_free_score") or 0.0) / 25}
+            "label_free": evidence.units_of_score(stored.get("label_free_score") or 0.0)}
 
 
 def crossed(x: dict[str, float | None]) -> dict[str, float]:
@@ -330,7 +331,7 @@ class ModelSet:
             # The stacker learned on the labelled part of the traffic: it speaks for the rest as
             # far as labels cover it (analysts' verdicts on alerts alone cover little).
             coverage = min(1.0, labelled / max(1, self.seen))
-            stacked = self.stacker.predict_proba_one(stack_input(stored)).get(True, 0.0)
+            stacked = self.stacker.predict_proba_one(stack_input(stored, self.params.evidence)).get(True, 0.0)
             out["fraud_probability"] = round(coverage * stacked + (1 - coverage) * p, 6)
             out["supervised_share"] = round(self.params.supervised.share(self.labels[True], labelled, self.seen), 4)
         return out
@@ -349,7 +350,7 @@ class ModelSet:
         if self.params.supervised.learns(key, is_fraud):
             self.classifier.learn_one(crossed(stored), is_fraud)
         if stored.get("label_free_score") is not None:  # decisions from before the stacker have none
-            self.stacker.learn_one(stack_input(stored), is_fraud)
+            self.stacker.learn_one(stack_input(stored, self.params.evidence), is_fraud)
 
     def anomaly_signal(self, out: dict) -> tuple[Signal, float]:
         """The ensemble as a reason with its points: 0 below the hit percentile, full at the top."""

@@ -2,10 +2,12 @@
 
 Plain Python with no Kafka in it, so the Faust worker and offline tools run the same code.
 
-- **Label-free**: each indicator adds points by how rare its value is on recent traffic
-  (:mod:`riskcockpit.indicators.evidence`), up to its configured weight; the anomaly ensemble adds points
-  above its hit percentile. Points combine like independent evidence,
-  ``100 · (1 − Π(1 − pᵢ/100))``, so the score never passes 100.
+- **Label-free**: each indicator adds evidence by how rare its value is on recent traffic, up
+  to one unit (:mod:`riskcockpit.indicators.evidence`); the anomaly ensemble adds its points above its
+  hit percentile; what the account's recent transactions left carries over, decaying
+  (``account_incident``). The units add up, and the score is ``100 · (1 − e^(−units / scale))``
+  (:meth:`~riskcockpit.indicators.evidence.EvidenceParams.score`), so it never passes 100. Each
+  reason's points are its share of it.
 - **Supervised**: once the partition's model has learned enough confirmed frauds, its
   probability takes a growing share of the score (:func:`blend`), all of it from
   ``models.supervised.full_after`` frauds on. Each record says which ``regime`` scored it.
@@ -35,6 +37,8 @@ from riskcockpit.indicators.models import TX_FEATURES, ModelParams, ModelSet, fe
 
 SCORING_FILE = "indicators.yaml"
 BUDGET_REASON = "tier_budget"
+# The evidence an account's earlier transactions left, carried to its next (evidence.incident_half_life).
+INCIDENT_REASON = "account_incident"
 # A line drawn under fewer scores than this moves with each new one.
 MIN_ABOVE_LINE = 10
 
@@ -194,22 +198,6 @@ def load_scoring_config(config_dir: Path) -> ScoringConfig:
     return validate(ScoringConfig, read_yaml(Path(config_dir) / SCORING_FILE))
 
 
-def combine(points) -> float:
-    """Contributions as independent evidence: ``100 · (1 − Π(1 − pᵢ/100))``, as stored.
-
-    Multiplied in ascending order, so the same points give the same score whatever order they
-    come in: 35, 30, 10 and 10 points give 63.145 before rounding, and in another order the
-    product's last bit flipped the rounding to 63.14 (an auditor's recomputation differed).
-
-    >>> combine([40, 40]), combine([]), combine([100, 5]), combine([35, 30, 10, 10]) == combine([10, 30, 10, 35])
-    (64.0, 0.0, 100.0, True)
-    """
-    remaining = 1.0
-    for p in sorted(points):
-        remaining *= 1 - p / 100
-    return round(100 * (1 - remaining), 2)
-
-
 def blend(label_free: float, probability: float, share: float) -> float:
     """The score once the supervised model has a ``share`` of it: its probability (as 0–100)
     and the label-free score, weighed by that share.
@@ -223,19 +211,21 @@ def blend(label_free: float, probability: float, share: float) -> float:
 def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int]:
     """The score and tier of a stored decision from its reasons alone, with the config it names.
 
-    Each reason's points come from the config, not from the record: an indicator adds its
-    weight graded by the stored rarity of its value (``evidence``; a hit before the reference
-    was warm: the full weight), the anomaly ensemble's points follow from its stored
-    percentile, the supervised model's probability takes its stored ``share`` of the score,
-    and a hard rule raises the tier. A record whose stored score or tier differs from this was not
-    produced by that config, or was altered. ``reasons`` may be the stored JSON text.
+    Each reason's evidence comes from the config, not from the record's points: an indicator
+    adds its units by the stored rarity of its value (``evidence``; a hit before the reference
+    was warm: its weight), the anomaly ensemble's points follow from its stored percentile, the
+    account's carried evidence is the stored value of ``account_incident``, the supervised
+    model's probability takes its stored ``share`` of the score, and a hard rule raises the
+    tier. A record whose stored score or tier differs from this was not produced by that config,
+    or was altered. ``reasons`` may be the stored JSON text.
 
     >>> config = ScoringConfig.model_validate({"indicators": {"large_amount": {"weight": 40}}})
     >>> record = {"config_hash": config.hash, "reasons": [
     ...     {"indicator": "large_amount", "value": 5000.0, "evidence": 6.0},
+    ...     {"indicator": "account_incident", "value": 0.25},
     ...     {"indicator": "fraud_model", "value": 0.5, "share": 0.5}]}
-    >>> recompute(record, config)  # 40 · (1 − e^(−(6 − ln 20)/2)) = 31.1 points, half of it; half of 50
-    (40.55, 1)
+    >>> recompute(record, config)  # 1 − e^(−(6 − ln 20)/2) = 0.777 units, + 0.25: 22.66 (scale 4); half of it, half of 50
+    (36.33, 1)
     """
     if record["config_hash"] != config.hash:
         raise ValueError(f"the record was scored with config {record['config_hash']}, not {config.hash}")
@@ -244,7 +234,8 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
         reasons = json.loads(reasons)
     rules = {rule.name: rule for rule in config.rules}
     models = config.models
-    points, floor, supervised, lines = [], 0, None, None
+    evidence = models.evidence
+    units, floor, supervised, lines = [], 0, None, None
     for reason in reasons:
         name = reason["indicator"]
         if name.startswith("rule:"):
@@ -253,17 +244,19 @@ def recompute(record: dict[str, Any], config: ScoringConfig) -> tuple[float, int
                 raise ValueError(f"reason {name!r} is not a rule of config {config.hash}")
             floor = max(floor, rule.min_tier)
         elif name == "anomaly_model":
-            points.append(models.anomaly.points(reason["value"]))
+            units.append(evidence.hit_units(models.anomaly.points(reason["value"])))
         elif name == "fraud_model":
             supervised = reason
         elif name == BUDGET_REASON:
             lines = reason["lines"]
+        elif name == INCIDENT_REASON:
+            units.append(reason["value"])
         elif name in config.indicators:
-            weight, evidence = config.indicators[name].weight, reason.get("evidence")
-            points.append(weight if evidence is None else models.evidence.points(weight, evidence))
+            weight, rarity = config.indicators[name].weight, reason.get("evidence")
+            units.append(evidence.hit_units(weight) if rarity is None else evidence.units(rarity) if weight else 0.0)
         else:
             raise ValueError(f"reason {name!r} is not an indicator of config {config.hash}")
-    score = combine(points)
+    score, _ = evidence.score(units)
     if supervised is not None:
         score = blend(score, supervised["value"], supervised["share"])
     return score, max(config.tiers.tier(score, lines), floor)
@@ -350,11 +343,22 @@ class Scorer:
             return recent[tx.tx_id]
         x = features(tx, signals, self.config.models.utc_offset_hours)
         models = self.model_set(source[0])
-        contributions = self._evidence(models, signals, tx.tx_id)
+        contributions = self._evidence(models, signals, tx.tx_id)  # (signal, units, surprisal)
         out = models.score_one(x, tx.tx_id)
         anomaly, anomaly_points = models.anomaly_signal(out)
-        contributions.append((anomaly, anomaly_points, None))
-        label_free = combine(points for _, points, _ in contributions)
+        evidence = self.config.models.evidence
+        contributions.append((anomaly, evidence.hit_units(anomaly_points), None))
+        carried = self._carried(state, tx)
+        if carried:
+            x[INCIDENT_REASON] = carried  # the supervised model sees the burst too
+            contributions.append((Signal(INCIDENT_REASON, carried, False,
+                                         f"the account's recent transactions carry {carried:.2f} units of evidence"),
+                                  carried, None))
+        label_free, total = evidence.score(units for _, units, _ in contributions)
+        self._keep_incident(state, tx, total)
+        # Each reason's points: its share of the label-free score.
+        contributions = [(sig, label_free * units / total if total else 0.0, rarity)
+                         for sig, units, rarity in contributions]
         out = models.supervise(x, label_free, out)
         supervised, share = models.supervised_signal(out)
         score, regime = label_free, "label-free"
@@ -396,27 +400,54 @@ class Scorer:
         record["reasons"].append({"indicator": BUDGET_REASON, "value": None, "lines": lines, "contribution": 0.0,
                                   "reason": f"tiers by alert budget: {shown}"})
 
+    def _carried(self, state: dict, tx: Transaction) -> float:
+        """The units the account's earlier transactions left, decayed to ``tx``'s time (0: none)."""
+        incident = state.get("incident")
+        if incident is None:
+            return 0.0
+        units, ts_ms, log_gap = incident
+        return self.config.models.evidence.carried(units, tx.ts_ms - ts_ms, None if log_gap is None else math.exp(log_gap))
+
+    # How fast the account's usual pace follows its recent gaps: slow, so a burst hardly moves it.
+    PACE_RATE = 0.05
+
+    def _keep_incident(self, state: dict, tx: Transaction, total: float) -> None:
+        """The account's evidence after ``tx``, and its usual time between transactions (a
+        geometric mean, in log-milliseconds; at least a second)."""
+        if not self.config.models.evidence.carries:
+            return
+        incident = state.get("incident")
+        if incident is None:
+            state["incident"] = [total, tx.ts_ms, None]
+            return
+        _, ts_ms, log_gap = incident
+        if tx.ts_ms > ts_ms:
+            gap = math.log(max(1000, tx.ts_ms - ts_ms))
+            log_gap = gap if log_gap is None else log_gap + self.PACE_RATE * (gap - log_gap)
+        state["incident"] = [total, max(tx.ts_ms, ts_ms), log_gap]
+
     def _evidence(self, models: ModelSet, signals: list[Signal], key: str) -> list[tuple[Signal, float, float | None]]:
-        """(signal, points, surprisal) of each indicator that adds points: graded by the rarity
+        """(signal, units, surprisal) of each indicator that adds evidence: graded by the rarity
         of its value (:mod:`riskcockpit.indicators.evidence`); before the partition's reference is warm, a
         hit at its full weight and no surprisal."""
         ranked = models.rarity.surprisal(signals, key)
         weights = self.weights
         if not models.rarity.warm:
-            return [(sig, weights[sig.name], None) for sig in signals if sig.hit]
-        points_of = self.config.models.evidence.points
+            hit_units = self.config.models.evidence.hit_units
+            return [(sig, hit_units(weights[sig.name]), None) for sig in signals if sig.hit]
+        units_of = self.config.models.evidence.units
         common = math.log(self.config.models.evidence.common)
         out = []
         for sig, surprisal in ranked:
-            if surprisal <= common:  # most values: no points, whatever the rounding
+            if surprisal <= common or not weights[sig.name]:  # most values: no evidence, whatever the rounding
                 continue
-            surprisal = round(surprisal, 4)  # as stored, so a recomputation gets the same points
-            points = points_of(weights[sig.name], surprisal)
-            if points > 0:
+            surprisal = round(surprisal, 4)  # as stored, so a recomputation gets the same units
+            units = units_of(surprisal)
+            if units > 0:
                 if not sig.hit:
                     sig = sig._replace(reason=f"{sig.value:g}: reached by 1 in {math.exp(surprisal):,.0f} "
                                               f"recent transactions")
-                out.append((sig, points, surprisal))
+                out.append((sig, units, surprisal))
         return out
 
     def feedback(self, record: dict[str, Any], is_fraud: bool) -> None:

@@ -341,8 +341,11 @@ def _regimes(obj) -> str:
 
     models = load_scoring_config(settings_of(obj).config_dir).models
     ev, sup = models.evidence, models.supervised
-    text = (f"points up to its weight by the rarity of its value on recent traffic (none below 1 in {ev.common:g}; "
-            f"a hit at full weight for the first {ev.warmup} transactions of a partition): regime label-free")
+    carried = (f", added to what the account's recent transactions carry (halving every {ev.incident_half_life})"
+               if ev.carries else "")
+    text = (f"up to one unit of evidence by the rarity of its value on recent traffic (none below 1 in "
+            f"{ev.common:g}; a hit at its weight for the first {ev.warmup} transactions of a partition){carried}; "
+            f"score 100·(1 − e^(−units/{ev.score_scale:g})): regime label-free")
     if sup.enabled:
         text += (f"; from {sup.min_labels} confirmed frauds the supervised model takes a growing share (blended), "
                  f"most of it from about {sup.full_after} (supervised); each score record names its regime")

@@ -40,7 +40,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAPPING = {"columns": {"tx_id": "id", "ts": "booked_at", "account_id": "customer", "merchant_id": "terminal",
                        "amount": "value"},
            "defaults": {"currency": "EUR"}}
-NO_MODELS = {"models": {"anomaly": {"enabled": False}, "supervised": {"enabled": False}}}
+# One transaction at a time (no evidence carried between an account's transactions): answers by hand.
+NO_MODELS = {"models": {"anomaly": {"enabled": False}, "supervised": {"enabled": False},
+                        "evidence": {"incident_half_life": "0"}}}
 # Accepted spellings, cycled through the fixture so every one of them is exercised.
 FRAUD_SPELLINGS = ["fraud", 1, "TRUE", "yes", " Fraudulent ", "1", "y", "t", "positive", "confirmed"]
 LEGIT_SPELLINGS = ["legit", 0, "false", "No", "0", "n", "f", "genuine", "legitimate", "negative"]

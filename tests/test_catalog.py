@@ -95,8 +95,9 @@ def test_show_describes_one_indicator(config_dir):
     assert "fields required:    the contract's required fields (tx_id, ts, account_id, amount)" in out
     assert 'active config:      weight 33, enabled, params {"threshold": 20000}' in out
     assert "threshold  float    default 50000.0    hit at or above this amount (> 0)" in out
-    assert ("in the score:       points up to its weight by the rarity of its value on recent traffic "
+    assert ("in the score:       up to one unit of evidence by the rarity of its value on recent traffic "
             "(none below 1 in 20") in out
+    assert "added to what the account's recent transactions carry (halving every 1h)" in out
     assert "from 20 confirmed frauds the supervised model takes a growing share (blended)" in out
     # other engineers document state with ``state_doc``; without one, the stateless indicator is recognised
     if getattr(REGISTRY["large_amount"], "state_doc", None):

@@ -38,7 +38,7 @@ def test_the_score_rises_strictly_with_the_rarity_of_a_degree():
     scores = [probe(s, states, amount)["score"] for amount in (150, 250, 400, 700, 5000)]
     assert probe(s, states, 40)["score"] == 0  # an ordinary amount adds nothing
     assert all(a < b for a, b in pairwise(scores)), scores
-    assert scores[-1] < 40  # bounded by the weight
+    assert scores[-1] < 22.12  # one unit of evidence at most: 100 · (1 − e^(−1/4)), score_scale 4
     record = probe(s, states, 5000)
     assert record["reasons"][0]["indicator"] == "large_amount" and record["reasons"][0]["evidence"] > 7
 
@@ -87,3 +87,41 @@ def test_a_tail_checkpoints_its_values_in_arrival_order_and_reads_an_older_check
     older = Tail.__new__(Tail)
     older.__setstate__((None, {"size": 3, "recent": deque([3.0, 1.0]), "sorted": [1.0, 3.0]}))
     assert (list(older.recent), older.sorted, older.size) == ([3.0, 1.0], [1.0, 3.0], 3)
+
+
+# ------------------------------------------------------------------------------------------ incidents
+
+
+def burst(s: Scorer, states: dict, minutes: list[int], account: str = "A1", amount: float = 700) -> list[dict]:
+    """Moderately rare amounts on one account at ``minutes`` after the warm-up, scored on copies."""
+    s, states = copy.deepcopy(s), copy.deepcopy(states)
+    return [s.score(tx_at(2000 + m, amount, account_id=account, tx_id=f"b{k}"), states.setdefault(account, {}))
+            for k, m in enumerate(minutes)]
+
+
+def test_a_burst_on_one_account_adds_up_and_the_same_spread_out_does_not():
+    s = scorer({"large_amount": (40, {"threshold": 1_000_000})})
+    states = warmed(s)
+    alone = probe(s, states, 700)["score"]
+    close = burst(s, states, [0, 10, 20, 30])
+    assert alone > 0 and all(a["score"] < b["score"] for a, b in pairwise(close)), [r["score"] for r in close]
+    carried = {r["indicator"]: r for r in close[-1]["reasons"]}["account_incident"]
+    assert carried["value"] > 0 and carried["contribution"] > 0
+    apart = burst(s, states, [0, 2 * 24 * 60, 4 * 24 * 60, 6 * 24 * 60])  # two days apart: nothing carries
+    assert all(r["indicator"] != "account_incident" for record in apart for r in record["reasons"])
+    assert max(r["score"] for r in apart) < close[-1]["score"]
+    off = scorer({"large_amount": (40, {"threshold": 1_000_000})}, {**WARM, "incident_half_life": "0"})
+    unlinked = burst(off, warmed(off), [0, 10, 20, 30])  # each less rare than the last: the reference learns them
+    assert unlinked[0]["score"] == alone and all(a["score"] >= b["score"] for a, b in pairwise(unlinked))
+
+
+def test_an_account_that_pays_often_does_not_pile_up_the_evidence_of_its_own_pace():
+    s = scorer({"large_amount": (40, {"threshold": 1_000_000})})
+    states = warmed(s)
+    # every two minutes for two hours: its usual pace, far shorter than the hour evidence halves in
+    steady = burst(s, states, list(range(0, 120, 2)), account="A-busy")
+    alone = probe(s, states, 700)["score"]
+    assert steady[-1]["score"] < 2 * alone, (alone, [r["score"] for r in steady[-5:]])
+    # the same count in the pace of an ordinary card (hours apart), then four in half an hour: they add up
+    ordinary = burst(s, states, [*range(0, 60 * 24 * 5, 60 * 24 * 5 // 56), 7200, 7210, 7220, 7230], account="A-card")
+    assert ordinary[-1]["score"] > steady[-1]["score"]
