@@ -53,6 +53,8 @@ from riskcockpit.ground.durations import parse_duration_ms
 from riskcockpit.indicators.base import REGISTRY, Signal
 
 _milliseconds = lru_cache(maxsize=16)(parse_duration_ms)  # asked on every transaction
+# How fast an account's usual pace follows its recent gaps: slowly, so a burst hardly moves it.
+PACE_RATE = 0.05
 
 
 class EvidenceParams(BaseModel):
@@ -137,6 +139,32 @@ class EvidenceParams(BaseModel):
         if usual_gap_ms is not None:
             half_life = min(half_life, usual_gap_ms)
         return round(units * 0.5 ** (max(0, elapsed_ms) / half_life), 6)
+
+    def carried_to(self, incident: list | None, ts_ms: int) -> float:
+        """The units an account's ``incident`` (its state: units, time, log of its usual gap)
+        carries to a transaction at ``ts_ms``; 0 without one."""
+        if incident is None:
+            return 0.0
+        units, since_ms, log_gap = incident
+        return self.carried(units, ts_ms - since_ms, None if log_gap is None else math.exp(log_gap))
+
+    def incident_after(self, incident: list | None, ts_ms: int, total: float) -> list:
+        """The account's incident once a transaction at ``ts_ms`` brought it to ``total`` units:
+        with its usual time between transactions, a geometric mean (log-milliseconds, at least a
+        second) that follows each gap at ``PACE_RATE``.
+
+        >>> p = EvidenceParams()
+        >>> first = p.incident_after(None, 0, 1.0)
+        >>> first, p.incident_after(first, 60_000, 2.0)[2] == math.log(60_000)
+        ([1.0, 0, None], True)
+        """
+        if incident is None:
+            return [total, ts_ms, None]
+        _, since_ms, log_gap = incident
+        if ts_ms > since_ms:
+            gap = math.log(max(1000, ts_ms - since_ms))
+            log_gap = gap if log_gap is None else log_gap + PACE_RATE * (gap - log_gap)
+        return [total, max(ts_ms, since_ms), log_gap]
 
 
 def one_in(n: int, key: str) -> bool:

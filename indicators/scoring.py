@@ -348,14 +348,16 @@ class Scorer:
         anomaly, anomaly_points = models.anomaly_signal(out)
         evidence = self.config.models.evidence
         contributions.append((anomaly, evidence.hit_units(anomaly_points), None))
-        carried = self._carried(state, tx)
+        incident = state.get("incident")
+        carried = evidence.carried_to(incident, tx.ts_ms)
         if carried:
             x[INCIDENT_REASON] = carried  # the supervised model sees the burst too
             contributions.append((Signal(INCIDENT_REASON, carried, False,
                                          f"the account's recent transactions carry {carried:.2f} units of evidence"),
                                   carried, None))
         label_free, total = evidence.score(units for _, units, _ in contributions)
-        self._keep_incident(state, tx, total)
+        if evidence.carries:
+            state["incident"] = evidence.incident_after(incident, tx.ts_ms, total)
         # Each reason's points: its share of the label-free score.
         contributions = [(sig, label_free * units / total if total else 0.0, rarity)
                          for sig, units, rarity in contributions]
@@ -399,32 +401,6 @@ class Scorer:
         shown = ", ".join(f"{name} from {line:g} (top {tiers.budget[name]:.2%})" for name, line in lines.items())
         record["reasons"].append({"indicator": BUDGET_REASON, "value": None, "lines": lines, "contribution": 0.0,
                                   "reason": f"tiers by alert budget: {shown}"})
-
-    def _carried(self, state: dict, tx: Transaction) -> float:
-        """The units the account's earlier transactions left, decayed to ``tx``'s time (0: none)."""
-        incident = state.get("incident")
-        if incident is None:
-            return 0.0
-        units, ts_ms, log_gap = incident
-        return self.config.models.evidence.carried(units, tx.ts_ms - ts_ms, None if log_gap is None else math.exp(log_gap))
-
-    # How fast the account's usual pace follows its recent gaps: slow, so a burst hardly moves it.
-    PACE_RATE = 0.05
-
-    def _keep_incident(self, state: dict, tx: Transaction, total: float) -> None:
-        """The account's evidence after ``tx``, and its usual time between transactions (a
-        geometric mean, in log-milliseconds; at least a second)."""
-        if not self.config.models.evidence.carries:
-            return
-        incident = state.get("incident")
-        if incident is None:
-            state["incident"] = [total, tx.ts_ms, None]
-            return
-        _, ts_ms, log_gap = incident
-        if tx.ts_ms > ts_ms:
-            gap = math.log(max(1000, tx.ts_ms - ts_ms))
-            log_gap = gap if log_gap is None else log_gap + self.PACE_RATE * (gap - log_gap)
-        state["incident"] = [total, max(tx.ts_ms, ts_ms), log_gap]
 
     def _evidence(self, models: ModelSet, signals: list[Signal], key: str) -> list[tuple[Signal, float, float | None]]:
         """(signal, units, surprisal) of each indicator that adds evidence: graded by the rarity
